@@ -1,0 +1,60 @@
+# Two set-up commands for a newcomer: `make demo` and `make test`. Each installs what it needs from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# pytest args (e.g. make test PYTEST_ARGS="-k lm")
+PYTEST_ARGS ?=
+
+.PHONY: install demo test check-sync export nbtest pytest docs readme bench clean
+
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip wheel
+	# torch is pinned in the [torch] extra: an unpinned torch pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install -q -e ".[dev,torch]"
+	$(BIN)/python -m pip check
+	touch $@
+
+install: $(STAMP)
+
+# The main job: optimize the bundled SST-2 task with the embedded model and report on held-out data.
+demo: $(STAMP)
+	$(BIN)/python -m dspyopt_nb.demo
+
+# Notebooks and modules in sync, notebooks clean, lessons run (nbdev_test), then pytest (the slow, real paths).
+test: $(STAMP) check-sync nbtest pytest
+
+check-sync: $(STAMP)
+	@before=$$(git status --porcelain -- dspyopt_nb nbs README.md | sort); \
+	$(MAKE) --no-print-directory export >/dev/null; \
+	after=$$(git status --porcelain -- dspyopt_nb nbs README.md | sort); \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "Notebooks, exported modules and README.md were out of sync, or notebooks were not clean:"; \
+	  diff <(echo "$$before") <(echo "$$after"); \
+	  echo "Fix: run 'make export' (nbdev_export, nbdev_clean, README from nbs/index.ipynb) and commit the result."; exit 1; fi; \
+	echo "notebooks, modules and README in sync; notebooks clean"
+
+# Edit notebooks, then: make export
+export: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
+
+# Docs: quarto when present (GitHub CI), else an offline HTML build of the executed notebooks.
+docs: $(STAMP)
+	if command -v quarto >/dev/null; then $(BIN)/nbdev_docs; else $(BIN)/python -m dspyopt_nb.docs_offline; fi
+
+readme: $(STAMP)
+	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/lm_throughput.py
+
+clean:
+	rm -rf _docs _proc build dist *.egg-info runs

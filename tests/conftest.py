@@ -1,0 +1,25 @@
+"Test session set-up: isolated caches (DSPy's LM cache, dspyopt's runs), no progress bars."
+import os, sys, tempfile
+from pathlib import Path
+
+_tmp = Path(tempfile.mkdtemp(prefix="dspyopt-tests-"))
+os.environ.setdefault("DSPY_CACHEDIR", str(_tmp / "dspy_cache"))   # read when dspy is imported: set it first
+os.environ["DSPYOPT_NO_PROGRESS"] = "1"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+# the embedded model is assembled once per machine, not per test session
+os.environ.setdefault("DSPYOPT_CACHE", str(Path.home() / ".cache" / "dspyopt"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs the embedded model or a real server (seconds to minutes)")
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    "A fresh DSPy LM cache for one test (so a test can count real calls)."
+    import dspy
+    old = dspy.cache
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / "lm_cache"))
+    yield tmp_path / "lm_cache"
+    dspy.cache = old

@@ -1,0 +1,170 @@
+"optimize(): every built-in optimizer end to end with a scripted base model; caps, stop, errors; a real MLflow server."
+import os, socket, subprocess, sys, threading, time, urllib.request
+from pathlib import Path
+
+import dspy
+import pytest
+
+from dspyopt_nb.data import load_task
+from dspyopt_nb.events import CandidateEvaluated, EventStream, read_events
+from dspyopt_nb.lm import ScriptedEngine, scripted_lm
+from dspyopt_nb.optimize import OPTIMIZERS, OptimizeError, Run, optimize, register_optimizer
+from dspyopt_nb.result import OptimizationResult
+from dspyopt_nb.tracking import load_result
+from toy import toy_model
+
+TASK = load_task("sst2")
+SP = TASK.splits(n_train=30, n_val=20, n_test=60, seed=0)
+
+def _opt(tmp_path, optimizer="bootstrap", lm=None, **kw):
+    kw.setdefault("tracking", False)
+    return optimize(TASK.program(), SP.train, kw.pop("metric", TASK.metric), valset=SP.val, testset=SP.test, optimizer=optimizer,
+                    lm=lm or scripted_lm(toy_model), run_dir=tmp_path / optimizer, progress=False, **kw)
+
+@pytest.mark.parametrize("optimizer", ["mipro", "bootstrap", "simba", "gepa", "none"])
+def test_each_builtin_optimizer_runs_end_to_end(tmp_path, tmp_cache, optimizer):
+    kw = dict(max_metric_calls=400) if optimizer == "gepa" else {}
+    res = _opt(tmp_path, optimizer, **kw)
+    assert res.status == "finished" and len(res.optimized_scores) == len(SP.test)
+    assert res.candidates[0].id == 0 and res.candidates[0].full          # the baseline on validation
+    assert res.comparison["test"] and 0 <= res.comparison["p_value"] <= 1
+    if optimizer in ("mipro", "bootstrap"):
+        assert res.optimized > res.baseline, res.summary()                   # demos help the scripted model
+    # the best program is JSON state and loads back
+    prog = res.load_program(TASK.program())
+    assert isinstance(prog, dspy.Module)
+    assert OptimizationResult.load(tmp_path / optimizer / "result.json").program_state == res.program_state
+    kinds = {e.kind for e in read_events(tmp_path / optimizer / "events.jsonl")}
+    assert {"run_started", "candidate", "finished"} <= kinds
+
+def test_gepa_gets_feedback_metric(tmp_path, tmp_cache):
+    seen = []
+    def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        ok = TASK.metric(gold, pred)
+        seen.append(pred_name)
+        return dspy.Prediction(score=ok, feedback="correct" if ok else f"expected {gold.sentiment}")
+    res = _opt(tmp_path, "gepa", metric=metric, max_metric_calls=200)
+    assert res.status == "finished" and len(seen) > 0
+
+def test_metric_call_cap_stops_with_best_so_far(tmp_path, tmp_cache):
+    res = _opt(tmp_path, "mipro", max_metric_calls=60)
+    assert res.status == "stopped" and "metric-call cap" in res.message
+    assert res.usage["metric_calls"] <= 60 + 2 * len(SP.test)       # the held-out evaluation is outside the cap
+    assert len(res.optimized_scores) == len(SP.test)
+
+def test_token_cap(tmp_path, tmp_cache):
+    res = _opt(tmp_path, "bootstrap", max_tokens=3000)
+    assert res.status == "stopped" and "token cap" in res.message
+
+def test_stop_request_ends_cleanly(tmp_path, tmp_cache):
+    stream = EventStream()
+    run = Run("r", stream)
+    def stop_after_two(e):
+        if isinstance(e, CandidateEvaluated) and e.candidate >= 1: run.stop()
+    res = _opt(tmp_path, "bootstrap", run=run, stream=stream, callbacks=[stop_after_two])
+    assert res.status == "stopped" and res.message == "stopped on request"
+    assert len(res.candidates) <= 3
+
+def test_metric_and_lm_errors_are_recorded_not_fatal(tmp_path, tmp_cache):
+    def flaky_model(prompt):
+        if len(prompt.rsplit("\n\n", 1)[-1]) % 7 == 0: raise RuntimeError("backend hiccup")
+        return toy_model(prompt)
+    def flaky_metric(ex, pred, trace=None):
+        if len(ex.review) % 5 == 0: raise ValueError("cannot score")
+        return TASK.metric(ex, pred, trace)
+    res = _opt(tmp_path, "bootstrap", lm=dspy.LM("scripted/flaky", engine=ScriptedEngine(flaky_model), num_retries=0),
+               metric=flaky_metric, max_errors=500)
+    wheres = {e["where"] for e in res.errors}
+    assert {"metric", "lm"} <= wheres and res.status == "finished", res.errors[:3]
+    # too many errors: stop with the best so far, marked failed, nothing lost
+    res2 = _opt(tmp_path / "2", "bootstrap", metric=lambda e, p, t=None: 1 / 0, max_errors=3)
+    assert res2.status == "failed" and "max_errors=3" in res2.message
+    assert (tmp_path / "2" / "bootstrap" / "result.json").exists()
+
+def test_bad_arguments_fail_before_any_lm_call(tmp_path):
+    eng = ScriptedEngine(toy_model); L = dspy.LM("scripted/count", engine=eng)
+    cases = [(dict(trainset=[]), "trainset is empty"), (dict(metric=lambda x: 1), "cannot be called"),
+             (dict(optimizer="adam"), "Unknown optimizer"), (dict(budget="huge"), "Unknown budget"),
+             (dict(max_metric_calls=5, valset=SP.val), "cannot fit one evaluation"), (dict(max_tokens=-1), "positive number"),
+             (dict(trainset=[{"review": "x"}] * 5), "dspy.Example"), (dict(num_candidatez=3), "Unknown option")]
+    for kw, msg in cases:
+        args = dict(trainset=SP.train, metric=TASK.metric, lm=L, tracking=False, progress=False, run_dir=tmp_path / "x")
+        args.update(kw)
+        with pytest.raises(OptimizeError, match=msg) as ei:
+            optimize(TASK.program(), args.pop("trainset"), args.pop("metric"), **args)
+        assert "Fix" in str(ei.value)
+    assert eng.calls == 0
+
+def test_plugin_registers_like_builtins(tmp_path, tmp_cache):
+    @register_optimizer("first-demos", budgets={"light": dict(k=4)}, estimate=lambda k, nt, nv: 0)
+    def first_demos(ctx):
+        p = ctx.program.deepcopy()
+        for _, pred in p.named_predictors(): pred.demos = ctx.trainset[: ctx.knobs["k"]]
+        return p
+    try:
+        res = _opt(tmp_path, "first-demos")
+        assert res.optimizer == "first-demos" and res.optimized >= res.baseline
+    finally: OPTIMIZERS.pop("first-demos")
+
+def test_dry_run_makes_no_lm_call(tmp_path):
+    eng = ScriptedEngine(toy_model)
+    res = _opt(tmp_path, "mipro", lm=dspy.LM("scripted/dry", engine=eng), dry_run=True)
+    assert res.status == "dry_run" and res.usage["estimated_lm_calls"] > 100 and eng.calls == 0
+
+def test_finished_run_is_returned_without_lm_calls(tmp_path, tmp_cache):
+    first = _opt(tmp_path, "bootstrap")
+    eng = ScriptedEngine(toy_model)
+    again = _opt(tmp_path, "bootstrap", lm=dspy.LM("scripted/scripted", engine=eng))
+    assert again.program_state == first.program_state and eng.calls == 0
+
+# --- a real MLflow tracking server on loopback -------------------------------------------------------------------
+
+def _free_port():
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mlflow-server"); port = _free_port()
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    p = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                          "--backend-store-uri", f"sqlite:///{d}/server.db", "--artifacts-destination", str(d / "artifacts")],
+                         stdout=subprocess.DEVNULL, stderr=open(d / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):                                   # up to 60 s for the first migration of the store
+        try:
+            if urllib.request.urlopen(url + "/health", timeout=1).status == 200: break
+        except Exception: time.sleep(0.25)
+        if p.poll() is not None: break
+    else: p.kill(); pytest.fail("mlflow server did not start:\n" + (d / "server.log").read_text()[-3000:])
+    if p.poll() is not None: pytest.fail("mlflow server exited:\n" + (d / "server.log").read_text()[-3000:])
+    yield url
+    p.terminate(); p.wait(15)
+
+@pytest.mark.slow
+def test_tracking_against_a_real_mlflow_server(tmp_path, tmp_cache, mlflow_server):
+    res = _opt(tmp_path, "bootstrap", tracking=mlflow_server, registered_model="toy-sentiment", experiment="server-test")
+    assert res.mlflow_run_id and res.model_version == "1"
+    back = load_result(res.mlflow_run_id, mlflow_server)
+    assert back.program_state == res.program_state and back.optimized_scores == res.optimized_scores
+    from mlflow.tracking import MlflowClient
+    c = MlflowClient(mlflow_server)
+    run = c.get_run(res.mlflow_run_id)
+    assert run.data.params["optimizer"] == "bootstrap" and run.info.status == "FINISHED"
+    assert "optimized_test" in run.data.metrics and "best_score" in run.data.metrics
+    children = c.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{res.mlflow_run_id}'")
+    assert len(children) == len(res.candidates)
+    arts = {a.path for a in c.list_artifacts(res.mlflow_run_id)}
+    assert {"program", "result.json", "candidates.csv", "report.html"} <= arts
+    mv = c.get_model_version("toy-sentiment", "1")
+    assert mv.run_id == res.mlflow_run_id
+
+# --- the embedded model, for real -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_embedded_model_optimization(tmp_path):
+    sp = TASK.splits(n_train=40, n_val=40, n_test=80, seed=1)
+    res = optimize(TASK.program(), sp.train, TASK.metric, valset=sp.val, testset=sp.test, optimizer="bootstrap",
+                   lm="local", run_dir=tmp_path / "real", tracking=f"sqlite:///{tmp_path}/mlflow.db", progress=False)
+    assert res.status == "finished" and res.usage["input_tokens"] > 1000
+    assert res.optimized > res.baseline + 0.1, res.summary()
+    assert res.comparison["p_value"] < 0.05, res.summary()

@@ -1,0 +1,50 @@
+"Nothing lost: SIGKILL a real optimization subprocess half-way, start it again, and it resumes from its cache."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+from dspyopt_nb.result import OptimizationResult
+
+HERE = Path(__file__).parent
+
+def _run(optimizer, run_dir, cache, log, *, kill_after=None, timeout=240):
+    env = {**os.environ, "DSPY_CACHEDIR": str(cache), "TOY_CALL_LOG": str(log), "DSPYOPT_NO_PROGRESS": "1",
+           "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    p = subprocess.Popen([sys.executable, str(HERE / "resume_job.py"), optimizer, str(run_dir)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if kill_after is None:
+        out, _ = p.communicate(timeout=timeout)
+        assert p.returncode == 0, out[-3000:]
+        return out
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= kill_after:
+            p.send_signal(signal.SIGKILL); p.wait(); return None
+        time.sleep(0.05)
+    p.kill(); pytest.fail(f"the run ended before {kill_after} LM calls: {p.stdout.read()[-2000:]}")
+
+def _calls(log): return log.read_text().splitlines() if log.exists() else []
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["mipro"])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, optimizer):
+    # the reference: one uninterrupted run
+    _run(optimizer, tmp_path / "ref", tmp_path / "cache-ref", tmp_path / "ref.log")
+    ref = OptimizationResult.load(tmp_path / "ref" / "result.json")
+    total = len(_calls(tmp_path / "ref.log"))
+    assert total > 50
+    # the same run, killed with SIGKILL half-way through its LM calls ...
+    _run(optimizer, tmp_path / "run", tmp_path / "cache", tmp_path / "first.log", kill_after=total // 2)
+    first = _calls(tmp_path / "first.log")
+    assert not (tmp_path / "run" / "result.json").exists()
+    # ... then started again with the same run_dir and cache
+    _run(optimizer, tmp_path / "run", tmp_path / "cache", tmp_path / "second.log")
+    second = _calls(tmp_path / "second.log")
+    res = OptimizationResult.load(tmp_path / "run" / "result.json")
+    # no completed call is made again (the one in flight at the kill may be)
+    assert len(set(first) & set(second)) <= 1, "completed LM calls were repeated after the restart"
+    assert len(first) + len(second) <= total + 1
+    # and the result is the uninterrupted run's
+    assert res.program_state == ref.program_state
+    assert res.optimized_scores == ref.optimized_scores and res.baseline_scores == ref.baseline_scores
+    assert res.status == "finished"
