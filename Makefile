@@ -17,14 +17,19 @@ $(STAMP): settings.ini setup.py
 	$(BIN)/python -m pip check
 	touch $@
 
+# Debian packages the browser test needs (headless Chromium, driven by Playwright with executable_path; no browser download)
+$(VENV)/.apt: | $(STAMP)
+	command -v chromium >/dev/null || { command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "warning: could not install chromium; the browser test will be skipped"; }
+	touch $@
+
 install: $(STAMP)
 
 # The main job: optimize the bundled SST-2 task with the embedded model and report on held-out data.
 demo: $(STAMP)
-	$(BIN)/python -m dspyopt_nb.demo
+	$(BIN)/python -c "from dspyopt_nb.demo import main; main()"
 
 # Notebooks and modules in sync, notebooks clean, lessons run (nbdev_test), then pytest (the slow, real paths).
-test: $(STAMP) check-sync nbtest pytest
+test: $(STAMP) $(VENV)/.apt check-sync nbtest pytest
 
 check-sync: $(STAMP)
 	@before=$$(git status --porcelain -- dspyopt_nb nbs README.md | sort); \
@@ -48,7 +53,7 @@ pytest: $(STAMP)
 
 # Docs: quarto when present (GitHub CI), else an offline HTML build of the executed notebooks.
 docs: $(STAMP)
-	if command -v quarto >/dev/null; then $(BIN)/nbdev_docs; else $(BIN)/python -m dspyopt_nb.docs_offline; fi
+	if command -v quarto >/dev/null; then $(BIN)/nbdev_docs; else $(BIN)/python -c "from dspyopt_nb.docs_offline import main; main()"; fi
 
 readme: $(STAMP)
 	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
