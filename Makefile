@@ -43,7 +43,9 @@ check-sync: $(STAMP)
 
 # Edit notebooks, then: make export
 export: $(STAMP)
-	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+	mkdir -p dspyopt_nb/data/jobs && cp nbs/jobs/optimize.ipynb dspyopt_nb/data/jobs/   # the job notebook ships with the package
+	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing

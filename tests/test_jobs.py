@@ -92,6 +92,15 @@ def test_the_package_ships_the_job_notebook():
     assert all(not c.get("outputs") for c in nb["cells"])          # kept clean
     assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
 
+def test_an_install_runs_the_notebook_shipped_in_the_package(tmp_path, monkeypatch):
+    import dspyopt_nb.jobs as jobs
+    pkg = tmp_path / "site-packages" / "dspyopt_nb"; (pkg / "data" / "jobs").mkdir(parents=True)
+    shutil.copy(ROOT / "nbs" / "jobs" / "optimize.ipynb", pkg / "data" / "jobs" / "optimize.ipynb")
+    monkeypatch.setattr(jobs, "_package_dir", lambda: pkg)      # no nbs/ beside the package: an install
+    assert jobs.job_notebook() == pkg / "data" / "jobs" / "optimize.ipynb"
+    (pkg / "data" / "jobs" / "optimize.ipynb").unlink()
+    with pytest.raises(FileNotFoundError, match="Fix: reinstall"): jobs.job_notebook()
+
 # -- running ------------------------------------------------------------------------------------------------------------
 
 def test_scripted_job_runs_logs_and_registers(tmp_path, mlflow_uri):

@@ -45,6 +45,14 @@ def test_extension_registers_line_and_cell_magic(ip):
     assert "%dspyopt run sst2" in doc and "--max-metric-calls" in doc      # what %dspyopt? shows
 
 
+def test_package_extension_loads_and_unloads(ip):
+    import dspyopt_nb
+    dspyopt_nb.unload_ipython_extension(ip)
+    assert "dspyopt" not in ip.magics_manager.magics["line"] and not any(isinstance(c, M.Dspyopt) for c in ip.configurables)
+    dspyopt_nb.load_ipython_extension(ip)                                # what %load_ext dspyopt_nb calls
+    assert "dspyopt" in ip.magics_manager.magics["cell"] and magic(ip).budget == "light"
+
+
 def test_settings_layer_defaults_then_yaml_then_line(ip, monkeypatch):
     seen = []
     monkeypatch.setattr(M, "start_run", lambda spec, ns, **kw: seen.append(spec) or type("H", (), dict(view=None))())

@@ -1,0 +1,147 @@
+"""End to end in a real browser: JupyterLab on 127.0.0.1, headless Chromium driven by Playwright, a notebook running
+`%dspyopt run` on a bundled task with the scripted model. The progress bar advances, the result renders; a second run
+is stopped with the dashboard's Stop button. Screenshots go to test-artifacts/ (git-ignored).
+
+Needs Debian's chromium (apt-get install -y chromium) and `pip install playwright` (no `playwright install`)."""
+import json, os, signal, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+HERE = Path(__file__).parent
+ARTIFACTS = HERE.parent / "test-artifacts"
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium")]
+SIZES = "--n-train 30 --n-val 20 --n-test 60 --no-tracking"
+
+
+def _free_port() -> int:
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def _notebook(path: Path):
+    setup = (f"import sys, time\nsys.path.insert(0, {str(HERE)!r})\nfrom toy import toy_model\nfrom dspyopt_nb.lm import scripted_lm\n"
+             "toy = scripted_lm(lambda p: (time.sleep(0.01), toy_model(p))[1], name='toy')\n"
+             "slow = scripted_lm(lambda p: (time.sleep(0.1), toy_model(p))[1], name='slow')\n%load_ext dspyopt_nb.magics")
+    cells = [setup, f"%dspyopt run sst2 --lm toy --optimizer bootstrap {SIZES} -o res",
+             f"%dspyopt run sst2 --lm slow --optimizer bootstrap {SIZES} -o res2"]
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": s}
+                    for i, s in enumerate(cells)],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+
+
+@pytest.fixture
+def lab(tmp_path):
+    "A JupyterLab server on loopback, serving tmp_path; stopped (with its kernels) at the end."
+    root = tmp_path / "root"; root.mkdir()
+    _notebook(root / "dash.ipynb")
+    news = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"   # no "get notified about news?" popup
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port = _free_port()
+    env = {**os.environ, "DSPY_CACHEDIR": str(tmp_path / "dspy_cache"), "DSPYOPT_CACHE": str(tmp_path / "dspyopt"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"), "PYTHONUNBUFFERED": "1"}
+    env.pop("DSPYOPT_NO_PROGRESS", None)
+    log = open(tmp_path / "lab.log", "w")
+    p = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
+                          "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+                          "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"]
+                         + (["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
+                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if p.poll() is not None: pytest.fail("jupyter lab exited:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+        try:
+            if urllib.request.urlopen(url + "/api/status", timeout=2).status == 200: break
+        except Exception: time.sleep(0.5)
+    else:
+        os.killpg(p.pid, signal.SIGKILL); pytest.fail("jupyter lab did not start in 90 s:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+    yield url
+    os.killpg(p.pid, signal.SIGTERM)                      # the server shuts its kernels down on SIGTERM
+    try: p.wait(20)
+    except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait(10)
+    log.close()
+
+
+RUN_CELL = """async (i) => {
+  const app = window.jupyterapp, nb = app.shell.currentWidget;
+  nb.content.activeCellIndex = i;
+  await app.commands.execute('notebook:run-cell');
+}"""
+
+KERNEL_READY = """async () => {
+  const app = window.jupyterapp; if (!app) return false;
+  const nb = app.shell.currentWidget; if (!nb || !nb.sessionContext) return false;
+  await nb.sessionContext.ready;
+  const k = nb.sessionContext.session && nb.sessionContext.session.kernel;
+  return !!k && k.status === 'idle';
+}"""
+
+
+def _percent(dash) -> int | None:
+    "The dashboard's progress from its label ('42% · optimizing'); None before it renders."
+    t = dash.locator(".dspyopt-progress-text")
+    if t.count() == 0: return None
+    txt = t.first.inner_text().strip()
+    return int(txt.split("%")[0]) if "%" in txt else None
+
+
+def _wait(cond, timeout, what, page, poll=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v: return v
+        page.wait_for_timeout(int(poll * 1000))
+    page.screenshot(path=str(ARTIFACTS / "browser_timeout.png"), full_page=True)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (screenshot: test-artifacts/browser_timeout.png)")
+
+
+def test_dashboard_in_jupyterlab(lab):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                          "--no-first-run", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"{lab}/lab/tree/dash.ipynb")
+            _wait(lambda: page.evaluate(KERNEL_READY), 120, "the notebook and an idle kernel", page, poll=0.5)
+            page.evaluate(RUN_CELL, 0)                                   # imports, scripted models, %load_ext
+            _wait(lambda: page.evaluate(KERNEL_READY), 120, "the set-up cell", page, poll=0.5)
+
+            # 1. a run on the bundled task: the bar advances, the chart draws, the result renders
+            page.evaluate(RUN_CELL, 1)
+            first = page.locator(".dspyopt-dashboard").nth(0)
+            seen = []
+            def progressed():
+                p = _percent(first)
+                if p is not None and (not seen or seen[-1] != p): seen.append(p)
+                return first.locator(".dspyopt-result").count() > 0
+            _wait(progressed, 180, "the first run's result", page)
+            assert len([p for p in seen if 0 < p < 100]) >= 2 and seen == sorted(seen) and seen[-1] == 100, seen
+            assert first.locator(".dspyopt-status").inner_text() == "finished"
+            assert "optimized" in first.locator(".dspyopt-result").inner_text()
+            _wait(lambda: first.locator(".dspyopt-chart .vega-embed").count() > 0, 30, "the score chart", page)
+            assert first.locator(".dspyopt-stop").is_disabled()
+            page.screenshot(path=str(ARTIFACTS / "browser_dashboard.png"), full_page=True)
+
+            # 2. a second, slower run, stopped from the dashboard
+            page.evaluate(RUN_CELL, 2)
+            second = page.locator(".dspyopt-dashboard").nth(1)
+            _wait(lambda: second.locator(".dspyopt-chart .vega-embed").count() > 0, 120, "the second run's baseline", page)
+            assert 0 < (_percent(second) or 0) < 50
+            second.locator(".dspyopt-stop").click()
+            _wait(lambda: second.locator(".dspyopt-status").count() and second.locator(".dspyopt-status").inner_text() == "stopped",
+                  120, "the second run to stop", page)
+            _wait(lambda: second.locator(".dspyopt-result").count() > 0, 120, "the stopped run's result", page)
+            assert "stopped" in second.locator(".dspyopt-result").inner_text()
+            assert (_percent(second) or 0) == 100 and not second.locator(".dspyopt-resume").is_disabled()
+            assert "stopped on request" in second.locator(".dspyopt-title").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "browser_stopped.png"), full_page=True)
+        finally:
+            browser.close()
