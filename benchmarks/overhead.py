@@ -10,7 +10,7 @@ from dspyopt_nb.adapter import AutoAdapter, CompletionAdapter
 from dspyopt_nb.data import load_task
 from dspyopt_nb.events import EventStream
 from dspyopt_nb.lm import ScriptedEngine
-from dspyopt_nb.optimize import MetricWrapper, Run, _Meter, _RunCallback, evaluate_scores
+from dspyopt_nb.optimize import MetricWrapper, Run, _Meter, _record_evaluations, evaluate_scores
 
 ap = argparse.ArgumentParser(); ap.add_argument("--n", type=int, default=400); ap.add_argument("--rounds", type=int, default=5)
 a = ap.parse_args()
@@ -23,10 +23,12 @@ def raw():
     with dspy.context(lm=L, adapter=CompletionAdapter()):
         dspy.Evaluate(devset=devset, metric=task.metric, num_threads=1, display_progress=False)(prog)
 
+_record_evaluations()
+
 def ours():
     run = Run("bench", EventStream("bench"), n_val=len(devset))
     run.phase = "optimize"
-    with dspy.context(lm=L, adapter=AutoAdapter(), usage_tracker=_Meter(run), callbacks=[_RunCallback(run)]):
+    with dspy.context(lm=L, adapter=AutoAdapter(), usage_tracker=_Meter(run), dspyopt_run=run):
         evaluate_scores(prog, devset, MetricWrapper(task.metric, run), num_threads=1)
 
 raw(); ours()  # warm up

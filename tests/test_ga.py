@@ -17,6 +17,8 @@ from dspyopt_nb.lm import ScriptedEngine, scripted_lm
 from dspyopt_nb.optimize import OPTIMIZERS, OptimizeError, Run, optimize
 from dspyopt_nb.result import OptimizationResult
 
+pytestmark = pytest.mark.filterwarnings("ignore::dspyopt_nb.stats.UnderpoweredWarning")  # small test splits, on purpose
+
 TASK = load_task("sst2")
 SP = TASK.splits(n_train=30, n_val=20, n_test=40, seed=0)
 NEG_A, NEG_B = ("bad", "dull", "worst", "boring", "mess"), ("n't", "fails", "unfunny", "lack", "tired", "flat", "no ", "never")
