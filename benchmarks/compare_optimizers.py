@@ -10,6 +10,10 @@ which counts the baseline's validation pass too); a run that reaches the cap sto
 difference from the unoptimized program, Holm-corrected p-values (against the baseline, and for every pair of
 optimizers: paired tests on the same held-out rows), metric calls, LM tokens and wall time.
 
+A benchmark that is stopped part-way can be started again with the same arguments: runs with a result in --runs-dir
+are reported as they were measured, and a run that was killed resumes (the GA from its checkpoint, the others from
+DSPy's cache); its wall time then covers the resumed part only.
+
 Fairness of wall time: the unoptimized program is scored first on validation and test (the "none" row), which warms
 DSPy's cache for exactly those calls, so no optimizer is charged for or spared the shared baseline work. Each run has
 its own run directory; a rerun with the same arguments returns finished runs from there (delete --runs-dir to
@@ -26,6 +30,7 @@ import dspyopt_nb.ga  # noqa: F401  registers optimizer "ga"
 from dspyopt_nb.data import load_task
 from dspyopt_nb.lm import lm as make_lm
 from dspyopt_nb.optimize import optimize
+from dspyopt_nb.result import OptimizationResult
 from dspyopt_nb.stats import UnderpoweredWarning, adjust_pvalues, compare_paired
 
 
@@ -41,7 +46,12 @@ def wilson(k: float, n: int, z: float = 1.959964) -> tuple[float, float]:
 
 def run_one(task, sp, optimizer, a, lm, knobs):
     t = time.time()
-    res = optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer=optimizer,
+    done = Path(a.runs_dir) / task.name / optimizer / "result.json"
+    if done.exists() and not a.fresh:
+        # a run measured before (finished, or stopped at the cap) is reported as measured; optimize() would run a
+        # stopped one again, from its cache, and report the rerun's wall time and tokens instead
+        res = OptimizationResult.load(done)
+    else: res = optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer=optimizer,
                    budget=a.preset, lm=lm, seed=a.seed, max_metric_calls=None if optimizer == "none" else a.budget,
                    tracking=False, progress=False, run_dir=Path(a.runs_dir) / task.name / optimizer, **knobs)
     u = res.usage
@@ -109,6 +119,7 @@ def main():
     ap.add_argument("--lm", default="local"); ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs-dir", default=str(Path.home() / ".cache" / "dspyopt" / "compare_optimizers"))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "compare_optimizers.json"))
+    ap.add_argument("--fresh", action="store_true", help="run again even where --runs-dir holds a result (it resumes from the cache)")
     a = ap.parse_args()
     knobs = json.loads(a.knobs)
     lm = make_lm(a.lm) if a.lm else None
