@@ -168,3 +168,11 @@ def test_embedded_model_optimization(tmp_path):
     assert res.status == "finished" and res.usage["input_tokens"] > 1000
     assert res.optimized > res.baseline + 0.1, res.summary()
     assert res.comparison["p_value"] < 0.05, res.summary()
+
+def test_threaded_evaluation_scores_like_sequential(tmp_path, tmp_cache):
+    # regression: DSPy deep-copies the usage tracker per thread; a meter that could not be copied made every
+    # example fail silently (baseline 0.0, no LM calls) as soon as num_threads > 1
+    one = _opt(tmp_path / "1", "none", num_threads=1)
+    four = _opt(tmp_path / "4", "none", num_threads=4)
+    assert four.baseline_scores == one.baseline_scores and four.baseline > 0
+    assert four.usage["metric_calls"] == one.usage["metric_calls"]
