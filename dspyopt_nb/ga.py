@@ -34,8 +34,7 @@ EVENT_TYPES[GenerationFinished.kind] = GenerationFinished  # so read_events() re
 # %% ../nbs/11_ga.ipynb #981f1fd5
 class GenerationTracker:
     "Stream subscriber: a child MLflow run per `GenerationFinished` under the run's `MlflowTracker` parent run."
-    def __init__(self, stream):
-        self.tracker = next((s for s in list(getattr(stream, "_subs", [])) if type(s).__name__ == "MlflowTracker"), None)
+    def __init__(self, tracker): self.tracker = tracker
 
     def __call__(self, e):
         t = self.tracker
@@ -84,11 +83,7 @@ def _map_threads(fn, items, threads: int):
 def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
 
-def _run_dir(ctx) -> Path | None:
-    p = getattr(ctx.run.stream, "path", None)
-    return Path(p).parent if p else None
 
-_USAGE = ("metric_calls", "lm_calls", "input_tokens", "output_tokens", "cost")
 
 # %% ../nbs/11_ga.ipynb #6db79573
 class GeneticOptimizer:
@@ -365,7 +360,7 @@ class GeneticOptimizer:
     # ---- checkpoints
     @property
     def checkpoint_path(self) -> Path | None:
-        d = _run_dir(self.ctx)
+        d = self.ctx.run_dir
         return d / "ga_checkpoint.json" if d is not None and self.checkpoint else None
 
     def _save(self):
@@ -379,7 +374,7 @@ class GeneticOptimizer:
                      scores={k: {str(i): s for i, s in v_.items()} for k, v_ in self.scores.items()},
                      failures=self.failures, lineage=self.lineage, full=sorted(self.full), population=self.population,
                      best_key=self.best_key, best_score=self.best_score if self.best_key else None, stall=self.stall,
-                     history=self.history, records=self.records, usage={k: getattr(self.ctx.run, k) for k in _USAGE})
+                     history=self.history, records=self.records, usage=self.ctx.run.usage_counters())
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, path)
@@ -403,16 +398,14 @@ class GeneticOptimizer:
         for r in s["records"]: self._record(r["key"], r["n"], r["score"])  # same order, so the same candidate ids
         for ev in s["history"]:
             self.history.append(ev); self.ctx.run.stream.emit(GenerationFinished(**ev))
-        run = self.ctx.run
-        with run._lock:  # the counters as the uninterrupted run had them, so caps bind at the same point
-            for k in _USAGE: setattr(run, k, max(getattr(run, k), s["usage"][k]))
+        self.ctx.run.restore_usage(s["usage"])  # the counters as the uninterrupted run had them
 
     # ---- the run
     def compile(self, ctx: RunContext):
         "Evolve `ctx.program`; returns the best program on the full validation set."
         self._reset(ctx)
         if not ctx.valset: raise OptimizeError("The GA needs a validation set. Fix: pass valset= (or enough trainset to split one).")
-        sub = ctx.run.stream.subscribe(GenerationTracker(ctx.run.stream))
+        sub = ctx.run.stream.subscribe(GenerationTracker(ctx.tracker))
         try:
             state = self._load()
             if state: self._restore(state)

@@ -16,9 +16,9 @@ from dspy.lm15 import ContextLengthError, Message, Response, TextPart, Usage, re
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # %% auto #0
-__all__ = ['LOCAL_ENGINE_KEYS', 'TORCH_ENGINE_KEYS', 'ModelFileError', 'cache_dir', 'sha256_file', 'local_model_path',
-           'request_text', 'text_response', 'LlamaCppEngine', 'UnknownModelError', 'lm', 'engine_of', 'is_base_model',
-           'ScriptedEngine', 'scripted_lm']
+__all__ = ['LOCAL_ENGINE_KEYS', 'TORCH_ENGINE_KEYS', 'ModelFileError', 'cache_dir', 'sha256_file', 'file_sha256',
+           'local_model_path', 'request_text', 'text_response', 'LlamaCppEngine', 'UnknownModelError', 'lm',
+           'engine_of', 'is_base_model', 'ScriptedEngine', 'scripted_lm']
 
 # %% ../nbs/00_lm.ipynb #c9db5d26
 class ModelFileError(RuntimeError):
@@ -36,12 +36,16 @@ def sha256_file(path, block=1 << 20) -> str:
 
 _verified: dict = {}  # (path, size, mtime) -> sha256, so a process hashes a file once
 
+def file_sha256(path) -> str:
+    "sha256 of a file, computed once per process for a given path, size and mtime."
+    path = Path(path); st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _verified: _verified[key] = sha256_file(path)
+    return _verified[key]
+
 def _check_sha(path: Path, expected: str | None, fix: str):
     if expected is None: return
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _verified: _verified[key] = sha256_file(path)
-    got = _verified[key]
+    got = file_sha256(path)
     if got != expected:
         raise ModelFileError(f"Model file {path} is corrupt: its sha256 is {got[:16]}…, expected {expected[:16]}…. Fix: {fix}")
 

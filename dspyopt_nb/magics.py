@@ -225,15 +225,9 @@ class RunHandle:
         return self.result
 
     def _named(self, stream: EventStream, e: RunStarted):
-        "optimize() has named the run: key it in RUNS and keep its records with optimize()'s in the run directory."
+        "optimize() has named the run (and pointed the stream at its run directory): key it in RUNS, keep the spec there."
         with _RUNS_LOCK:
             RUNS.pop(self.key, None); self.key = stream.run_id; RUNS[self.key] = self
-        if stream.path is None:  # optimize() logs only a stream it creates itself
-            from dspyopt_nb.lm import cache_dir
-            d = Path(self.spec.run_dir) if self.spec.run_dir else cache_dir() / "runs" / f"{e.optimizer}-{stream.run_id}"
-            try:
-                if json.loads((d / "config.json").read_text()).get("run_id") == stream.run_id: stream.path = d / "events.jsonl"
-            except (OSError, ValueError): pass
         if stream.path is not None:
             (stream.path.parent / "magic.json").write_text(json.dumps(self.spec.to_dict(), indent=1, default=str))
 

@@ -16,7 +16,7 @@ from dspy.lm15 import ContextLengthError, Response, response_to_events
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList,
                           PreTrainedModel, StoppingCriteria, StoppingCriteriaList)
 
-from .lm import ModelFileError, _system_text, cache_dir, request_text, sha256_file, text_response
+from .lm import ModelFileError, _system_text, cache_dir, request_text, file_sha256, text_response
 
 # %% auto #0
 __all__ = ['DEFAULT_MAX_BATCH', 'MEMORY_RESERVE', 'pick_device', 'backend_of', 'device_name', 'pick_dtype', 'tiny_model',
@@ -97,18 +97,10 @@ def tiny_model(seed: int = 0):
     return model, tok
 
 # %% ../nbs/03_torch_engine.ipynb #58b06d74
-_digests: dict = {}  # (path, size, mtime) -> sha256, so a process hashes a file once
-
-def _digest(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _digests: _digests[key] = sha256_file(path)
-    return _digests[key]
-
 def converted_gguf(path) -> Path:
     "A transformers copy of a GGUF model (dequantized float32 safetensors and tokenizer), made once in dspyopt's cache."
     path = Path(path).expanduser()
-    target = cache_dir() / "torch" / f"{path.stem}-{_digest(path)[:12]}"
+    target = cache_dir() / "torch" / f"{path.stem}-{file_sha256(path)[:12]}"
     if (target / "config.json").is_file(): return target
     try:
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
