@@ -138,5 +138,7 @@ class ConsoleProgress:
             self.bar.n = min(e.metric_calls, self.bar.total or e.metric_calls); self.bar.refresh()
         elif isinstance(e, NewBest): self.best = e.score
         elif isinstance(e, EvalProgress): self.bar.set_description(e.phase)
-        elif isinstance(e, RunFinished): self.bar.set_description(e.status); self.bar.close(); return
+        elif isinstance(e, RunFinished):
+            if e.status == "finished" and self.bar.n: self.bar.total = self.bar.n  # done: the estimate was only an estimate
+            self.bar.set_description(e.status); self.bar.refresh(); self.bar.close(); return
         if self.best is not None: self.bar.set_postfix(best=f"{self.best:.3f}", tokens=self.tokens, refresh=False)

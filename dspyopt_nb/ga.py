@@ -19,7 +19,7 @@ from .ga_ops import (TIPS, Gene, Genome, OperatorContext, Proposer, SELECTIONS, 
 from .optimize import OptimizeError, RunContext, register_optimizer
 
 # %% auto #0
-__all__ = ['GA_BUDGETS', 'GenerationFinished', 'GenerationTracker', 'ga_estimate', 'GeneticOptimizer']
+__all__ = ['GA_BUDGETS', 'GenerationFinished', 'GenerationTracker', 'ga_estimate', 'GeneticOptimizer', 'ga_check']
 
 # %% ../nbs/11_ga.ipynb #4779b8c0
 @dataclass
@@ -99,6 +99,9 @@ class GeneticOptimizer:
             raise OptimizeError(f"elite_count={elite_count} with population_size={population_size}. Fix: keep 1 <= elite_count < population_size.")
         if selection not in SELECTIONS: raise OptimizeError(f"selection={selection!r}. Fix: use one of {sorted(SELECTIONS)}.")
         if generations < 0 or minibatch_size < 1: raise OptimizeError("generations must be >= 0 and minibatch_size >= 1. Fix: e.g. generations=5, minibatch_size=12.")
+        for name, rate in (("crossover_rate", crossover_rate), ("mutation_rate", mutation_rate)):
+            if not 0 <= rate <= 1: raise OptimizeError(f"{name}={rate}. Fix: a probability between 0 and 1, e.g. {name}=0.7.")
+        if tournament_size < 1: raise OptimizeError(f"tournament_size={tournament_size}. Fix: use at least 1 (3 is usual).")
         try: self.crossovers, self.mutations = get_operators(crossovers, "crossover"), get_operators(mutations, "mutation")
         except ValueError as e: raise OptimizeError(str(e)) from None
         if evolve_prefixes and "prefix" not in [m.name for m in self.mutations]: self.mutations += get_operators(["prefix"], "mutation")
@@ -407,7 +410,7 @@ class GeneticOptimizer:
         if not ctx.valset: raise OptimizeError("The GA needs a validation set. Fix: pass valset= (or enough trainset to split one).")
         sub = ctx.run.stream.subscribe(GenerationTracker(ctx.tracker))
         try:
-            state = self._load()
+            state = self._load() if ctx.resume else None  # resume=False: start afresh over an old checkpoint
             if state: self._restore(state)
             else:
                 self._initialize()
@@ -421,7 +424,14 @@ class GeneticOptimizer:
         return self.program_of(self.best_key) if self.best_key else ctx.program
 
 # %% ../nbs/11_ga.ipynb #9fb81702
-@register_optimizer("ga", budgets=GA_BUDGETS, estimate=ga_estimate)
+def ga_check(knobs: dict):
+    "Vet the GA's knob values before optimize() spends any LM call (building the optimizer checks them)."
+    try: GeneticOptimizer(**knobs)
+    except TypeError as e:
+        raise OptimizeError(f"A GA option has the wrong type ({e}). Fix: whole numbers for sizes and counts, "
+                            "numbers in [0, 1] for rates, names for selection and operators.") from None
+
+@register_optimizer("ga", budgets=GA_BUDGETS, estimate=ga_estimate, check=ga_check)
 def _ga(ctx: RunContext):
     "Genetic algorithm: LLM crossover and feedback mutation of instructions, demo-set crossover and mutation, elitism, diversity."
     return GeneticOptimizer(**ctx.knobs).compile(ctx)

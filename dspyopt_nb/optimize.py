@@ -41,13 +41,14 @@ class OptimizerPlugin:
     estimate: Callable                 # (knobs, n_train, n_val) -> metric calls
     feedback: bool = False             # wants GEPA's 5-argument metric with textual feedback
     description: str = ""
+    check: Callable | None = None      # (knobs) -> None: raise OptimizeError on bad knob values, before any LM call
 
 OPTIMIZERS: dict[str, OptimizerPlugin] = {}
 
-def register_optimizer(name: str, *, budgets: dict, estimate: Callable, feedback: bool = False):
-    "Decorator: register `compile(ctx) -> dspy.Module` as optimizer `name`."
+def register_optimizer(name: str, *, budgets: dict, estimate: Callable, feedback: bool = False, check: Callable | None = None):
+    "Decorator: register `compile(ctx) -> dspy.Module` as optimizer `name`; `check(knobs)` vets knob values up front."
     def deco(fn):
-        OPTIMIZERS[name] = OptimizerPlugin(name, fn, budgets, estimate, feedback, (fn.__doc__ or "").strip())
+        OPTIMIZERS[name] = OptimizerPlugin(name, fn, budgets, estimate, feedback, (fn.__doc__ or "").strip(), check)
         return fn
     return deco
 
@@ -59,6 +60,7 @@ class RunContext:
     max_metric_calls: int | None; run: "Run"
     run_dir: Path | None = None        # where a plugin keeps its checkpoints (beside result.json and events.jsonl)
     tracker: Any = None                # the run's MlflowTracker, for plugins that log child runs of their own
+    resume: bool = True                # False: start afresh, ignoring a plugin's checkpoint in run_dir
 
 # %% ../nbs/08_optimize.ipynb #cf608b59
 def _split_metric_output(out) -> tuple[float, str | None]:
@@ -438,6 +440,7 @@ def optimize(program, trainset, metric, *, optimizer: str = "mipro", budget: str
     _validate(program, trainset, metric, optimizer, budget, knobs, caps, len(val))
     plugin = OPTIMIZERS[optimizer]
     k = {**plugin.budgets[budget], **knobs}
+    if plugin.check is not None: plugin.check(k)  # bad knob values fail here, before the baseline spends LM calls
     task_lm = make_lm(lm) if isinstance(lm, str) else lm
     refl_lm = make_lm(reflection_lm) if isinstance(reflection_lm, str) else reflection_lm
     threads = num_threads or (1 if engine_of(task_lm) is not None else 4)
@@ -491,7 +494,7 @@ def optimize(program, trainset, metric, *, optimizer: str = "mipro", budget: str
                 stream.emit(EvalProgress(phase=f"optimizing ({optimizer})", done=run.metric_calls, total=estimate))
                 if optimizer != "none":
                     ctx = RunContext(copy.deepcopy(program), train, val, wrapped, wrapped.feedback, dict(k), seed, task_lm, refl_lm,
-                                     threads, max_errors, max_metric_calls, run, run_dir, tracker)
+                                     threads, max_errors, max_metric_calls, run, run_dir, tracker, resume)
                     best = plugin.compile(ctx)
             except (StopRun, KeyboardInterrupt) as stop:  # Ctrl-C / the notebook's interrupt is a stop request too
                 stop = stop if isinstance(stop, StopRun) else StopRun("stopped", "interrupted")
