@@ -51,7 +51,7 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=10 tests $(PYTEST_ARGS)
 
 # Docs: quarto when present (GitHub CI), else an offline HTML build of the executed notebooks.
 docs: $(STAMP)
