@@ -122,10 +122,16 @@ class AutoAdapter(dspy.Adapter):
     def __init__(self, completion: CompletionAdapter | None = None, chat: dspy.Adapter | None = None):
         super().__init__()
         self.completion, self.chat = completion or CompletionAdapter(), chat or dspy.ChatAdapter()
+        self._last = (None, None)  # (lm, adapter): a run asks about the same LM on every call
 
     def pick(self, lm=None) -> dspy.Adapter:
         from dspyopt_nb.lm import is_base_model
-        return self.completion if is_base_model(lm or dspy.settings.lm) else self.chat
+        lm = lm or dspy.settings.lm
+        last_lm, last = self._last
+        if lm is not None and lm is last_lm: return last
+        adapter = self.completion if is_base_model(lm) else self.chat
+        self._last = (lm, adapter)
+        return adapter
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
         run = dspy.settings.get("dspyopt_run")  # inside optimize(): stop requests and caps are checked per call

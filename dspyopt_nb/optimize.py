@@ -105,10 +105,12 @@ class MetricWrapper:
 def _state_hash(state) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-def _instructions(program) -> dict:
-    return {name: p.signature.instructions for name, p in program.named_predictors()}
-
-def _n_demos(program) -> int: return sum(len(p.demos) for _, p in program.named_predictors())
+def _describe(program) -> dict:
+    "A candidate's instructions per predictor and its number of demos, from one walk over the program."
+    # named_predictors() walks every list attribute, the call history (up to 10,000 entries) included: a lone
+    # Predict, the usual program, is its own only predictor
+    preds = [("self", program)] if type(program) is dspy.Predict else program.named_predictors()
+    return dict(instructions={name: p.signature.instructions for name, p in preds}, n_demos=sum(len(p.demos) for _, p in preds))
 
 @functools.lru_cache(maxsize=256)
 def _price(model: str) -> tuple[float, float] | None:
@@ -125,7 +127,7 @@ class _Meter(UsageTracker):
     # (every example scored 0). All threads must count into the one run anyway: the copy is the meter itself.
     def __deepcopy__(self, memo): return self
     def add_usage(self, lm, usage_entry):
-        super().add_usage(lm, usage_entry)
+        # not super(): DSPy's tracker keeps every entry (unbounded over a long run); the run's counters are what we need
         self.run.count_usage(lm, usage_entry or {})
 
 def _active_run() -> "Run | None": return dspy.settings.get("dspyopt_run")
@@ -144,10 +146,10 @@ def _record_evaluations():
         run = _active_run()
         if run is None or run.phase != "optimize": return orig(self, program, *args, **kwargs)
         devset = kwargs.get("devset") or (args[1] if len(args) > 1 else None) or self.devset or []
-        state, n, instr, nd = program.dump_state(), len(devset), _instructions(program), _n_demos(program)
+        state, n, desc = program.dump_state(), len(devset), _describe(program)
         run.trial_started()
         out = orig(self, program, *args, **kwargs)
-        run.add_candidate(state, n, float(getattr(out, "score", out)) / 100.0, instructions=instr, n_demos=nd)
+        run.add_candidate(state, n, float(getattr(out, "score", out)) / 100.0, **desc)
         return out
     __call__._dspyopt = True
     Evaluate.__call__ = __call__
@@ -312,8 +314,8 @@ def _gepa(ctx: RunContext):
     if dr is not None:  # GEPA scores its Pareto candidates with its own evaluator: record them with their lineage
         for i, (cand, score) in enumerate(zip(dr.candidates, dr.val_aggregate_scores)):
             parents = [p for p in (dr.parents[i] or []) if p is not None] if i < len(dr.parents) else []
-            ctx.run.add_candidate(cand.dump_state(), len(ctx.valset), float(score), instructions=_instructions(cand),
-                                  n_demos=_n_demos(cand), parent=None if not parents else _gepa_id(ctx.run, dr, parents[0]))
+            ctx.run.add_candidate(cand.dump_state(), len(ctx.valset), float(score), **_describe(cand),
+                                  parent=None if not parents else _gepa_id(ctx.run, dr, parents[0]))
     return best
 
 def _gepa_id(run, dr, i):
@@ -489,8 +491,7 @@ def optimize(program, trainset, metric, *, optimizer: str = "mipro", budget: str
             stream.emit(EvalProgress(phase="baseline on validation", done=0, total=len(val)))
             try:
                 base_val = evaluate_scores(program, val, wrapped, num_threads=threads, max_errors=max_errors)
-                run.add_candidate(program.dump_state(), len(val), sum(base_val) / len(val),
-                                  instructions=_instructions(program), n_demos=_n_demos(program))
+                run.add_candidate(program.dump_state(), len(val), sum(base_val) / len(val), **_describe(program))
                 stream.emit(EvalProgress(phase=f"optimizing ({optimizer})", done=run.metric_calls, total=estimate))
                 if optimizer != "none":
                     ctx = RunContext(copy.deepcopy(program), train, val, wrapped, wrapped.feedback, dict(k), seed, task_lm, refl_lm,
