@@ -140,5 +140,5 @@ class ConsoleProgress:
         elif isinstance(e, EvalProgress): self.bar.set_description(e.phase)
         elif isinstance(e, RunFinished):
             if e.status == "finished" and self.bar.n: self.bar.total = self.bar.n  # done: the estimate was only an estimate
-            self.bar.set_description(e.status); self.bar.refresh(); self.bar.close(); return
+            self.bar.set_description(e.status, refresh=False); self.bar.close(); return  # close() draws the last line
         if self.best is not None: self.bar.set_postfix(best=f"{self.best:.3f}", tokens=self.tokens, refresh=False)
