@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_analytics.ipynb #84006169
 from __future__ import annotations
-import json, math, os, sys, tempfile, warnings
+import json, math, os, tempfile, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +14,7 @@ import pandas as pd
 
 from .result import OptimizationResult
 from .stats import adjust_pvalues, compare_paired
-from .tracking import default_tracking_uri, load_result
+from .tracking import _client, default_tracking_uri, load_result
 
 # %% auto #0
 __all__ = ['LOCAL_MODEL_PREFIXES', 'DEFAULT_CPU_HOUR_USD', 'relative_lift_ci', 'ImprovementValidation', 'validate_improvement',
@@ -108,11 +108,7 @@ class ImprovementValidation:
 # %% ../nbs/18_analytics.ipynb #7467c1f2
 def _uri(tracking_uri) -> str: return tracking_uri or default_tracking_uri()
 
-def _mlflow(tracking_uri):
-    import logging
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    from mlflow.tracking import MlflowClient
-    return MlflowClient(tracking_uri=_uri(tracking_uri))
+def _mlflow(tracking_uri): return _client(_uri(tracking_uri))
 
 def _as_result(run, tracking_uri=None) -> OptimizationResult:
     if isinstance(run, OptimizationResult): return run
@@ -394,8 +390,6 @@ def model_prices(model: str, *, prices: dict | None = None, cpu_hour_usd: float 
         return dict(model=model, basis="tokens", input_per_1m=float(p[0]), output_per_1m=float(p[1]), source="given")
     if model.startswith(LOCAL_MODEL_PREFIXES):
         return dict(model=model, basis="compute", cpu_hour_usd=cpu_hour_usd, source="cpu-hour rate")
-    if "litellm" not in sys.modules:  # the table bundled with litellm: reproducible, and no network fetch with retries
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
     info = litellm.model_cost.get(model) or litellm.model_cost.get(model.split("/", 1)[-1])
     if not info or info.get("input_cost_per_token") is None:

@@ -20,8 +20,8 @@ __all__ = ['expected_metric_calls', 'fix_for', 'DashboardState', 'score_chart', 
 def expected_metric_calls(optimizer: str, budget: str, n_train: int, n_val: int, n_test: int,
                           max_metric_calls: int | None = None, knobs: dict | None = None) -> int | None:
     "Metric calls a whole run makes: the search (the optimizer's estimate, or the cap) plus the held-out test; None if unknown."
-    from dspyopt_nb.optimize import OPTIMIZERS
-    plugin, search = OPTIMIZERS.get(optimizer), None
+    from dspyopt_nb.optimize import optimizers
+    plugin, search = optimizers().get(optimizer), None
     if plugin is not None and budget in plugin.budgets:
         try: search = int(plugin.estimate({**plugin.budgets[budget], **(knobs or {})}, n_train, n_val)) + n_val
         except Exception: search = None  # a plugin's estimate must never break the display
@@ -443,7 +443,6 @@ class ConsoleDashboard:
 
     def __call__(self, e: Event):
         self.state.apply(e)
-        if isinstance(e, RunStarted) and self.state.total_calls and not e.max_metric_calls: self.progress.bar.total = self.state.total_calls
         self.progress(e)
         for err in self.state.errors[self._seen:]:
             print(f"dspyopt: {err['where']} error: {err['problem'][:200]}. Fix: {err['fix']}", file=self.file)

@@ -152,13 +152,13 @@ class GeneticOptimizer:
             for i, (score, failure) in zip(todo, _map_threads(lambda i: self._score_one(program, i), todo, self.ctx.num_threads)):
                 cache[i] = score
                 if failure and len(self.failures.setdefault(key, [])) < 8: self.failures[key].append(failure)
-            self._record(key, len(idxs), sum(cache[i] for i in idxs) / len(idxs))
+            self._record(key, len(idxs), sum(cache[i] for i in idxs) / len(idxs), program)
         return sum(cache[i] for i in idxs) / len(idxs)
 
-    def _record(self, key: str, n: int, score: float):
+    def _record(self, key: str, n: int, score: float, program=None):
         "Add the evaluation to the run's candidates (and to the checkpoint, to replay on resume)."
         parents = self.lineage.get(key, {}).get("parents") or []
-        program = self.program_of(key)
+        program = program or self.program_of(key)  # the caller's, when it has just built it
         self.ctx.run.trial_started()
         cand = self.ctx.run.add_candidate(program.dump_state(), n, score, instructions={k: g.instruction for k, g in self.genomes[key].genes},
                                           n_demos=sum(len(g.demos) for _, g in self.genomes[key].genes),
@@ -288,8 +288,7 @@ class GeneticOptimizer:
             idx = crowded_tournament(ranks, crowd, k, self.rng, size=max(2, self.tournament_size))
         else:
             fit = shared_fitness([self.fitness(x) for x in keys], [self.genomes[x] for x in keys], self.share_radius)
-            idx = (SELECTIONS[self.selection](fit, k, self.rng, self.tournament_size) if self.selection == "tournament"
-                   else SELECTIONS[self.selection](fit, k, self.rng))
+            idx = SELECTIONS[self.selection](fit, k, self.rng, self.tournament_size)
         return [keys[i] for i in idx]
 
     # ---- breeding

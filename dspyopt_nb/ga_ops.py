@@ -108,13 +108,13 @@ def tournament(fitness: list, k: int, rng: random.Random, size: int = 3) -> list
     n = len(fitness)
     return [max(rng.sample(range(n), min(size, n)), key=lambda i: (fitness[i], -i)) for _ in range(k)]
 
-def roulette(fitness: list, k: int, rng: random.Random) -> list[int]:
-    "k draws with probability proportional to fitness (shifted so that the worst has a small positive weight)."
+def roulette(fitness: list, k: int, rng: random.Random, size: int | None = None) -> list[int]:
+    "k draws with probability proportional to fitness (shifted so that the worst has a small positive weight); `size` is unused."
     low = min(fitness)
     weights = [f - low + 1e-3 for f in fitness]
     return rng.choices(range(len(fitness)), weights=weights, k=k)
 
-SELECTIONS = {"tournament": tournament, "roulette": roulette}
+SELECTIONS = {"tournament": tournament, "roulette": roulette}  # each (fitness, k, rng, size) -> k indices
 
 # %% ../nbs/11a_ga_ops.ipynb #3b3bee5d
 def _deap_population(objectives: list, weights: tuple):

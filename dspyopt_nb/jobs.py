@@ -72,12 +72,9 @@ def check_lm_spec(spec: str) -> str:
             raise ValueError(f"no model file at {spec[6:]}. Fix: give the path of a .gguf file, or 'local' for the embedded model.")
         return spec
     if spec.startswith("scripted:"): import_ref(spec[len("scripted:"):], "scripted model"); return spec
-    import litellm
     from dspyopt_nb.lm import UnknownModelError, lm as make_lm
-    quiet, litellm.suppress_debug_info = litellm.suppress_debug_info, True   # no "Provider List" banner on stdout
     try: make_lm(spec)
     except UnknownModelError as e: raise ValueError(str(e)) from None
-    finally: litellm.suppress_debug_info = quiet
     return spec
 
 # %% ../nbs/15_jobs.ipynb #d89d2381
@@ -164,7 +161,8 @@ class JobConfig(BaseModel):
     @field_validator("optimizer")
     @classmethod
     def _optimizer(cls, v):
-        from dspyopt_nb.optimize import OPTIMIZERS
+        from dspyopt_nb.optimize import optimizers
+        OPTIMIZERS = optimizers()
         if v not in OPTIMIZERS: raise ValueError(f"unknown optimizer {v!r}{_did_you_mean(v, OPTIMIZERS)}. Fix: use one of {sorted(OPTIMIZERS)}.")
         return v
 
@@ -197,8 +195,8 @@ class JobConfig(BaseModel):
             with _on_path((info.context or {}).get("base_dir")):
                 try: metric_function(self.metric, self.signature)
                 except ValueError as e: problems.append(f"metric: {e}")
-        from dspyopt_nb.optimize import OPTIMIZERS
-        budgets = OPTIMIZERS[self.optimizer].budgets
+        from dspyopt_nb.optimize import optimizers
+        budgets = optimizers()[self.optimizer].budgets
         if self.budget not in budgets:
             problems.append(f"budget: {self.optimizer} has no budget {self.budget!r}{_did_you_mean(self.budget, budgets)}. Fix: use one of {sorted(budgets)}.")
         else:

@@ -184,12 +184,14 @@ def _split(kw: dict, keys: set) -> tuple[dict, dict]:
 def _check_litellm_model(spec: str, kw: dict):
     "Fail now, not at the first call, when litellm cannot route `spec`."
     import litellm
+    quiet, litellm.suppress_debug_info = litellm.suppress_debug_info, True  # no "Provider List" banner on stdout
     try: litellm.get_llm_provider(spec, api_base=kw.get("api_base"))
     except Exception as e:
         raise UnknownModelError(
             f"Unknown model string {spec!r}: {str(e).splitlines()[0][:160]}. Fix: use 'local' (embedded model), "
             "'torch:<path or hub id>', or a litellm string with its provider, e.g. 'openai/gpt-4o-mini'; for an "
             "OpenAI-compatible server (vLLM, Ollama) use 'openai/<model>' with api_base='http://host:port/v1'.") from None
+    finally: litellm.suppress_debug_info = quiet
 
 def lm(spec: str = "local", **kw) -> dspy.LM:
     "A configured `dspy.LM`: 'local[:<gguf path>]', 'torch:<path or hub id>', or any litellm model string."

@@ -122,7 +122,8 @@ def resolve_run(spec: RunSpec, namespace: dict) -> dict:
     "`optimize()`'s keyword arguments for `spec`; bad names, types or options raise UsageError with the fix."
     import dspy
     from dspyopt_nb.data import DataError, load_task
-    from dspyopt_nb.optimize import OPTIMIZERS
+    from dspyopt_nb.optimize import optimizers
+    OPTIMIZERS = optimizers()
     kw = {}
     if spec.task:
         try:

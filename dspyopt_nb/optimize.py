@@ -21,7 +21,7 @@ from .result import Candidate, OptimizationResult
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'MIPRO_BUDGETS', 'GEPA_BUDGETS', 'BOOTSTRAP_BUDGETS', 'SIMBA_BUDGETS', 'BUDGETS', 'PLUGIN_MODULES',
            'OptimizeError', 'StopRun', 'OptimizerPlugin', 'register_optimizer', 'RunContext', 'MetricWrapper', 'Run',
-           'quiet_dspy', 'holdout_splits', 'data_hash', 'load_plugins', 'evaluate_scores', 'optimize']
+           'quiet_dspy', 'holdout_splits', 'data_hash', 'load_plugins', 'optimizers', 'evaluate_scores', 'optimize']
 
 # %% ../nbs/08_optimize.ipynb #0d940257
 class OptimizeError(ValueError):
@@ -293,8 +293,8 @@ def _mipro(ctx: RunContext):
                       max_labeled_demos=k.pop("max_labeled_demos"), num_threads=ctx.num_threads,
                       max_errors=ctx.max_errors, seed=ctx.seed, verbose=False)
     mb = min(k.pop("minibatch_size"), len(ctx.valset))
-    return (tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
-                                     minibatch=len(ctx.valset) > mb, minibatch_size=mb, **k))
+    return tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
+                      minibatch=len(ctx.valset) > mb, minibatch_size=mb, **k)
 
 GEPA_BUDGETS = {"light": dict(max_metric_calls=300), "medium": dict(max_metric_calls=1000), "heavy": dict(max_metric_calls=3000)}
 
@@ -309,7 +309,7 @@ def _gepa(ctx: RunContext):
         calls = min(calls, max(1, (ctx.max_metric_calls - ctx.run.metric_calls) // 2))
     tp = dspy.GEPA(metric=ctx.feedback_metric, max_metric_calls=calls, reflection_lm=ctx.reflection_lm or ctx.lm,
                    num_threads=ctx.num_threads, seed=ctx.seed, track_stats=True, **k)
-    best = (tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset))
+    best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
     dr = getattr(best, "detailed_results", None)
     if dr is not None:  # GEPA scores its Pareto candidates with its own evaluator: record them with their lineage
         for i, (cand, score) in enumerate(zip(dr.candidates, dr.val_aggregate_scores)):
@@ -334,7 +334,7 @@ def _bootstrap(ctx: RunContext):
     k = ctx.knobs
     tp = dspy.BootstrapFewShotWithRandomSearch(metric=ctx.metric, num_threads=ctx.num_threads, max_errors=ctx.max_errors, **k)
     random.seed(ctx.seed)  # the random search draws from the global generator
-    return (tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset))
+    return tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
 
 SIMBA_BUDGETS = {"light": dict(max_steps=4, num_candidates=4, bsize=16, max_demos=4),
                  "medium": dict(max_steps=8, num_candidates=6, bsize=32, max_demos=4),
@@ -346,7 +346,7 @@ def _simba(ctx: RunContext):
     k = dict(ctx.knobs)
     k["bsize"] = min(k["bsize"], len(ctx.trainset))
     tp = dspy.SIMBA(metric=ctx.metric, prompt_model=ctx.reflection_lm or ctx.lm, num_threads=ctx.num_threads, **k)
-    return (tp.compile(ctx.program, trainset=ctx.trainset, seed=ctx.seed))
+    return tp.compile(ctx.program, trainset=ctx.trainset, seed=ctx.seed)
 
 # %% ../nbs/08_optimize.ipynb #d5097c8a
 def holdout_splits(trainset, valset=None, testset=None, *, seed=0, test_fraction=0.25, val_fraction=0.4):
@@ -385,6 +385,11 @@ def load_plugins():
     for ep in importlib.metadata.entry_points(group="dspyopt.optimizers"):
         try: ep.load()
         except Exception as e: warnings.warn(f"optimizer plugin {ep.name} ({ep.value}) failed to load: {e}")
+
+def optimizers() -> dict[str, OptimizerPlugin]:
+    "The optimizer registry with the plugins loaded: what the magic, job configs and the dashboard check names against."
+    load_plugins()
+    return OPTIMIZERS
 
 def _validate(program, trainset, metric, optimizer, budget, knobs_over, caps, n_val):
     if not isinstance(program, dspy.Module):

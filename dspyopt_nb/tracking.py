@@ -53,6 +53,13 @@ class MlflowTracker:
         self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return self.run_id
 
+    def _log(self, run_id: str, tags: dict | None = None, **metrics):
+        "Metrics at the current step, and tags, in one `log_batch` request (a real server answers each request)."
+        from mlflow.entities import Metric, RunTag
+        ts = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, self.step) for k, v in metrics.items()],
+                              tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
     def __call__(self, e: Event):
         if self.run_id is None: return
         if isinstance(e, CandidateEvaluated):
@@ -63,14 +70,13 @@ class MlflowTracker:
                     self.experiment_id, run_name=f"candidate-{e.candidate}",
                     tags={"mlflow.parentRunId": self.run_id, "dspyopt.kind": "candidate",
                           "dspyopt.parent_candidate": str(e.parent), "dspyopt.trial": str(e.trial)}).info.run_id
-            self.client.log_metric(child, "score", e.score, step=self.step)
-            self.client.log_metric(child, "n_examples", e.n, step=self.step)
-            self.client.set_tag(child, "dspyopt.full_eval", str(e.full))
+            self._log(child, {"dspyopt.full_eval": e.full}, score=e.score, n_examples=e.n)
             self.client.set_terminated(child, "FINISHED")
             self.client.log_metric(self.run_id, "full_eval_score" if e.full else "minibatch_score", e.score, step=self.step)
         elif isinstance(e, NewBest): self.client.log_metric(self.run_id, "best_score", e.score, step=self.step)
         elif isinstance(e, BudgetUsed):
-            for k in ("metric_calls", "lm_calls", "tokens", "cost"): self.client.log_metric(self.run_id, k, getattr(e, k), step=self.step)
+            # one request, not four: this runs inside the evaluation loop, every 10 metric calls
+            self._log(self.run_id, **{k: getattr(e, k) for k in ("metric_calls", "lm_calls", "tokens", "cost")})
         elif isinstance(e, ErrorRecorded): self.client.log_metric(self.run_id, "errors", e.count, step=self.step)
 
     def finish(self, result: OptimizationResult, program=None) -> OptimizationResult:

@@ -172,3 +172,14 @@ def test_real_papermill_run_with_the_embedded_model(tmp_path, mlflow_uri):
     res = json.loads(Path(rec.result).read_text())
     assert res["lm"].startswith("local/") and len(res["optimized_scores"]) == 16 and res["usage"]["lm_calls"] > 0
     assert _client(mlflow_uri).get_run(rec.mlflow_run_id).info.status == "FINISHED" and rec.model_version
+
+
+def test_plugin_optimizers_are_known_before_any_run():
+    "A fresh process: job configs and the magic accept the GA (a plugin module) before optimize() has ever run."
+    import subprocess, sys
+    code = ("from dspyopt_nb.jobs import load_config; from dspyopt_nb.magics import RunSpec, resolve_run; "
+            "print(load_config({'task': 'sst2', 'optimizer': 'ga'}).optimizer, "
+            "resolve_run(RunSpec(task='sst2', optimizer='ga', lm='local'), {})['optimizer'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["ga", "ga"]
