@@ -9,11 +9,13 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test check-sync export nbtest pytest docs readme bench clean
 
-$(STAMP): settings.ini setup.py
+$(STAMP): settings.ini setup.py examples/dspyopt-greedy/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip wheel
 	# torch is pinned in the [torch] extra: an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q -e ".[dev,torch]"
+	# an optimizer plugin of another distribution: the contract tests and the entry-point discovery use it
+	$(BIN)/python -m pip install -q --no-deps -e examples/dspyopt-greedy
 	$(BIN)/python -m pip check
 	touch $@
 

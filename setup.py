@@ -28,5 +28,7 @@ setuptools.setup(
     long_description=open('README.md', encoding='utf-8').read(), long_description_content_type='text/markdown',
     zip_safe=False,
     entry_points={'console_scripts': cfg.get('console_scripts', '').split(),
+                  # the built-in optimizers register as any plugin does (dspyopt_nb.optimizers.protocol)
+                  'dspyopt.optimizers': cfg.get('optimizer_entry_points', '').split(),
                   'nbdev': [f"{cfg.get('lib_path')}={cfg.get('lib_path')}._modidx:d"]},
 )

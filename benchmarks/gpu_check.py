@@ -11,7 +11,7 @@ import argparse, json, time
 from concurrent.futures import ThreadPoolExecutor
 import dspy, torch
 from dspy.lm15 import Config, Message, Request
-from dspyopt_nb.torch_engine import TorchEngine, tiny_model
+from dspyopt_nb.engines.torch_engine import TorchEngine, tiny_model
 
 ap = argparse.ArgumentParser(); ap.add_argument("--n", type=int, default=64); ap.add_argument("--threads", type=int, default=8)
 a = ap.parse_args()

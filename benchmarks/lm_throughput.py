@@ -8,7 +8,9 @@ os.environ.setdefault("DSPY_CACHEDIR", "/tmp/dspyopt-bench-cache")
 
 import dspy
 from dspyopt_nb.data import load_task
-from dspyopt_nb.lm import LlamaCppEngine, ScriptedEngine, lm, local_model_path
+from dspyopt_nb.engines.lm import lm
+from dspyopt_nb.engines.scripted import ScriptedEngine
+from dspyopt_nb.engines.llama import LlamaCppEngine, local_model_path
 
 ap = argparse.ArgumentParser(); ap.add_argument("--n", type=int, default=50); ap.add_argument("--max-tokens", type=int, default=24)
 ap.add_argument("--rounds", type=int, default=2)

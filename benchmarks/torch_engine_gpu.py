@@ -19,8 +19,8 @@ import dspy
 import torch
 
 import dspyopt_nb
-from dspyopt_nb.lm import local_model_path
-from dspyopt_nb.torch_engine import TorchEngine
+from dspyopt_nb.engines.llama import local_model_path
+from dspyopt_nb.engines.torch_engine import TorchEngine
 
 FALLBACK = [("a gorgeous, witty, seductive movie .", "positive"), ("dull and lifeless .", "negative"),
             ("a charming and often affecting journey .", "positive"), ("unflinchingly bleak and desperate", "negative"),

@@ -6,18 +6,30 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = ['load_ipython_extension', 'unload_ipython_extension']
 
-# %% ../nbs/99_package.ipynb #82242fbc
-from .lm import lm
-from .data import load_task
-from .optimize import optimize, register_optimizer
-from .result import OptimizationResult
-from .tracking import load_result
+# %% ../nbs/99_package.ipynb #eb6a855e
+import importlib
+
+_LAZY = {"optimize": "dspyopt_nb.optimize", "RunConfig": "dspyopt_nb.run.config", "plan": "dspyopt_nb.run.plan",
+         "execute": "dspyopt_nb.run.execute", "load_task": "dspyopt_nb.data", "OptimizationResult": "dspyopt_nb.run.result",
+         "list_runs": "dspyopt_nb.run.catalogue", "find_run": "dspyopt_nb.run.catalogue", "load_run": "dspyopt_nb.run.catalogue",
+         "compare_runs": "dspyopt_nb.run.catalogue", "load_result": "dspyopt_nb.run.catalogue",
+         "register_optimizer": "dspyopt_nb.optimizers.protocol", "optimizers": "dspyopt_nb.optimizers.protocol",
+         "compare_optimizers": "dspyopt_nb.optimizers.compare"}
+
+def __getattr__(name: str):
+    "Import a public name on first use."
+    if name == "lm": return importlib.import_module("dspyopt_nb.lm")  # a module you can call: dspyopt_nb.lm("local")
+    if name in _LAZY: return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dspyopt_nb' has no attribute {name!r}")
+
+def __dir__(): return sorted(list(globals()) + list(_LAZY) + ["lm"])
 
 def load_ipython_extension(ip):
     "`%load_ext dspyopt_nb`: registers the `%dspyopt` magics."
-    from dspyopt_nb.magics import load_ipython_extension as load
+    from dspyopt_nb.notebook.magics import load_ipython_extension as load
     load(ip)
 
 def unload_ipython_extension(ip):
-    from dspyopt_nb.magics import unload_ipython_extension as unload
+    "`%unload_ext dspyopt_nb`: removes them."
+    from dspyopt_nb.notebook.magics import unload_ipython_extension as unload
     unload(ip)

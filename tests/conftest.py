@@ -5,6 +5,7 @@ from pathlib import Path
 _tmp = Path(tempfile.mkdtemp(prefix="dspyopt-tests-"))
 os.environ.setdefault("DSPY_CACHEDIR", str(_tmp / "dspy_cache"))   # read when dspy is imported: set it first
 os.environ["DSPYOPT_NO_PROGRESS"] = "1"
+os.environ["DSPYOPT_RUNS"] = str(_tmp / "runs")                    # the run catalogue of this test session
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 # the embedded model is assembled once per machine, not per test session
 os.environ.setdefault("DSPYOPT_CACHE", str(Path.home() / ".cache" / "dspyopt"))

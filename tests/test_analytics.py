@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from dspyopt_nb.analytics import (DEFAULT_CPU_HOUR_USD, ScoreTrend, forecast_scores, forest_chart, gain_patterns,
+from dspyopt_nb.insights.analytics import (DEFAULT_CPU_HOUR_USD, ScoreTrend, forecast_scores, forest_chart, gain_patterns,
                                   log_chart, model_prices, relative_lift_ci, roi, roi_table, run_cost, run_history,
                                   score_trend, trend_chart, trial_chart, validate_improvement)
-from dspyopt_nb.events import CandidateEvaluated
-from dspyopt_nb.result import Candidate, OptimizationResult
+from dspyopt_nb.run.events import CandidateEvaluated
+from dspyopt_nb.run.result import Candidate, OptimizationResult
 from dspyopt_nb.stats import compare_paired
-from dspyopt_nb.tracking import MlflowTracker
+from dspyopt_nb.tracking.mlflow_tracker import MlflowTracker
 
 
 def scores(n, k, seed=0):
@@ -27,15 +27,15 @@ def paired(n, k_base, k_opt, seed=0):
     else: b[ones[: k_base - k_opt]] = 0
     return a.tolist(), b.tolist()
 
-def log_run(uri, experiment, base, opt, *, optimizer="bootstrap", budget="light", test="t1", lm="scripted/scripted",
+def log_run(uri, experiment, base, opt, *, optimizer="bootstrap", preset="light", test="t1", lm="scripted/scripted",
             knobs=None, usage=None, tags=None):
     "Log a run the way optimize() does (same tracker, params and artifacts), with given per-example scores."
     tr = MlflowTracker(uri, experiment)
     knobs = knobs if knobs is not None else {"max_bootstrapped_demos": 4}
-    tr.start(optimizer, dict(optimizer=optimizer, budget=budget, seed=0, lm=lm, **{f"knob.{k}": v for k, v in knobs.items()},
+    tr.start(optimizer, dict(optimizer=optimizer, preset=preset, seed=0, lm=lm, **{f"knob.{k}": v for k, v in knobs.items()},
                              **{"data.test": test, "data.n_test": len(base)}), tags=tags)
     tr(CandidateEvaluated(trial=1, candidate=0, score=0.5, n=10, full=True, accepted=True))
-    res = OptimizationResult(run_id=uuid.uuid4().hex[:12], optimizer=optimizer, budget=budget, seed=0, lm=lm,
+    res = OptimizationResult(run_id=uuid.uuid4().hex[:12], optimizer=optimizer, preset=preset, seed=0, lm=lm,
                              baseline_scores=list(base), optimized_scores=list(opt),
                              comparison=compare_paired(base, opt, n_resamples=999).to_dict(),
                              candidates=[Candidate(0, 0.5, 10, True, 1), Candidate(1, 0.6, 5, False, 2, 0),
@@ -309,7 +309,7 @@ def overlap_model(prompt: str) -> str:
 
 def test_end_to_end_on_real_runs(uri, exp, tmp_path, tmp_cache):
     from dspyopt_nb.data import load_task
-    from dspyopt_nb.lm import scripted_lm
+    from dspyopt_nb.engines.scripted import scripted_lm
     from dspyopt_nb.optimize import optimize
     task = load_task("agnews"); sp = task.splits(n_train=20, n_val=12, n_test=60, seed=0)
     runs = [optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer=o, lm=scripted_lm(overlap_model),

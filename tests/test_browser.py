@@ -20,9 +20,9 @@ def _free_port() -> int:
 
 
 def _notebook(path: Path):
-    setup = (f"import sys, time\nsys.path.insert(0, {str(HERE)!r})\nfrom toy import toy_model\nfrom dspyopt_nb.lm import scripted_lm\n"
+    setup = (f"import sys, time\nsys.path.insert(0, {str(HERE)!r})\nfrom toy import toy_model\nfrom dspyopt_nb.engines.scripted import scripted_lm\n"
              "toy = scripted_lm(lambda p: (time.sleep(0.01), toy_model(p))[1], name='toy')\n"
-             "slow = scripted_lm(lambda p: (time.sleep(0.1), toy_model(p))[1], name='slow')\n%load_ext dspyopt_nb.magics")
+             "slow = scripted_lm(lambda p: (time.sleep(0.1), toy_model(p))[1], name='slow')\n%load_ext dspyopt_nb.notebook.magics")
     cells = [setup, f"%dspyopt run sst2 --lm toy --optimizer bootstrap {SIZES} -o res",
              f"%dspyopt run sst2 --lm slow --optimizer bootstrap {SIZES} -o res2"]
     nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": s}

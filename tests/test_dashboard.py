@@ -3,19 +3,20 @@ import io, threading, time
 
 import pytest
 
-from dspyopt_nb.dashboard import (CandidateTable, ConsoleDashboard, Dashboard, DashboardState, RunTable, chart_bundle,
-                                  device_text, expected_metric_calls, fix_for, make_dashboard, score_chart, state_html)
+from dspyopt_nb.notebook.dashboard import (CandidateTable, ConsoleDashboard, Dashboard, DashboardState, chart_bundle,
+                                  device_text, fix_for, make_dashboard, score_chart, state_html, total_calls)
+from dspyopt_nb.run.catalogue import RunTable
 from dspyopt_nb.data import load_task
-from dspyopt_nb.events import (BudgetUsed, CandidateEvaluated, ErrorRecorded, EvalProgress, EventStream, NewBest,
+from dspyopt_nb.run.events import (BudgetUsed, CandidateEvaluated, ErrorRecorded, EvalProgress, EventStream, NewBest,
                                RunFinished, RunStarted, TrialFinished, TrialStarted, read_events)
-from dspyopt_nb.lm import scripted_lm
-from dspyopt_nb.optimize import Run, optimize
+from dspyopt_nb.engines.scripted import scripted_lm
+from dspyopt_nb.optimize import optimize
 from toy import toy_model
 
 
 def _events(n_trials=5, t0=100.0, finish="finished"):
     "A synthetic run: a baseline, n_trials candidates (one minibatch each, every other one full), budget, the end."
-    ev = [RunStarted(run_id="r1", optimizer="mipro", budget="light", n_train=30, n_val=20, n_test=60)]
+    ev = [RunStarted(run_id="r1", optimizer="mipro", preset="light", n_train=30, n_val=20, n_test=60, estimate=dict(metric_calls=280))]
     calls, best = 0, None
     for t in range(1, n_trials + 1):
         full = t % 2 == 1
@@ -51,18 +52,19 @@ def test_state_follows_events():
 
 def test_trial_best_minus_infinity_is_not_plotted():
     st = DashboardState()
-    st.apply(RunStarted(optimizer="mipro", budget="light", n_val=20))
+    st.apply(RunStarted(optimizer="mipro", preset="light", n_val=20))
     st.apply(TrialFinished(trial=1, score=0.3, best=float("-inf")))
     assert st.trials[0]["best"] is None
     assert score_chart(st).to_dict()  # renders with no best line yet
 
 
 def test_progress_total_and_eta():
-    assert expected_metric_calls("bootstrap", "light", 30, 20, 60) == (4 + 3) * 20 + 30 + 20 + 120
-    assert expected_metric_calls("mipro", "light", 30, 20, 60, max_metric_calls=100) == 100 + 120
-    assert expected_metric_calls("bootstrap", "light", 30, 20, 60, knobs=dict(num_candidate_programs=1)) == 4 * 20 + 30 + 20 + 120
+    # the total is the plan's estimate, carried by RunStarted; with a cap, the search part is capped
+    assert total_calls(RunStarted(n_test=60, estimate=dict(metric_calls=390))) == 390
+    assert total_calls(RunStarted(n_test=60, estimate=dict(metric_calls=390), max_metric_calls=100)) == 100 + 120
     st = DashboardState()
-    st.apply(RunStarted(optimizer="mipro", budget="light", n_train=30, n_val=20, n_test=60, max_metric_calls=100, t=0.0))
+    st.apply(RunStarted(optimizer="mipro", preset="light", n_train=30, n_val=20, n_test=60, max_metric_calls=100, t=0.0,
+                        estimate=dict(metric_calls=390)))
     assert st.total_calls == 220 and st.eta(now=10) is None                  # no pace yet
     st.apply(BudgetUsed(metric_calls=110, t=5.0))
     assert st.progress == pytest.approx(0.5) and st.eta(now=10.0) == pytest.approx(10.0)
@@ -95,7 +97,7 @@ def test_state_from_a_real_runs_events_jsonl(tmp_path, tmp_cache):
     task = load_task("sst2"); sp = task.splits(30, 20, 60, seed=0)
     live = DashboardState()
     res = optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer="bootstrap",
-                   lm=scripted_lm(toy_model), run_dir=tmp_path / "run", tracking=False, progress=False, callbacks=[live.apply])
+                   lm=scripted_lm(toy_model), run_dir=str(tmp_path / "run"), tracking=False, progress=False, callbacks=[live.apply])
     replay = DashboardState()
     for e in read_events(tmp_path / "run" / "events.jsonl"): replay.apply(e)
     for st in (live, replay):
@@ -125,7 +127,7 @@ def test_widget_view_headless():
 
 def test_widget_throttle_never_loses_the_last_update():
     dash = Dashboard(min_interval=0.2)
-    dash(RunStarted(optimizer="bootstrap", budget="light", n_train=30, n_val=20, n_test=60))
+    dash(RunStarted(optimizer="bootstrap", preset="light", n_train=30, n_val=20, n_test=60, estimate=dict(metric_calls=280)))
     dash(BudgetUsed(metric_calls=50))                         # within the interval: deferred, not dropped
     assert "50 of" not in dash.stats.value
     deadline = time.time() + 3
@@ -154,8 +156,8 @@ def test_resume_button_and_reset():
 
 
 def test_result_renders_in_the_view():
-    from dspyopt_nb.result import Candidate, OptimizationResult
-    r = OptimizationResult(run_id="x1", optimizer="mipro", budget="light", seed=0, lm="toy", baseline_scores=[0, 1],
+    from dspyopt_nb.run.result import Candidate, OptimizationResult
+    r = OptimizationResult(run_id="x1", optimizer="mipro", preset="light", seed=0, lm="toy", baseline_scores=[0, 1],
                            optimized_scores=[1, 1], candidates=[Candidate(0, 0.5, 2, True)])
     dash = Dashboard()
     dash.show_result(r)
@@ -164,7 +166,7 @@ def test_result_renders_in_the_view():
 
 
 def test_candidate_table_renders_result_candidates():
-    from dspyopt_nb.result import Candidate
+    from dspyopt_nb.run.result import Candidate
     cands = [Candidate(0, 0.5, 20, True, 1, None, {"self": "Classify <it>."}, 0), Candidate(1, 0.7, 20, True, 2, 0, {"self": "Be careful."}, 4)]
     t = CandidateTable(cands, best=1)
     assert "<details><summary>1 ★</summary>" in t._repr_html_() and "Classify &lt;it&gt;." in t._repr_html_()

@@ -5,17 +5,21 @@ from pathlib import Path
 import dspy
 import pytest
 
-import dspyopt_nb.ga  # noqa: F401  registers "ga"
-from dspyopt_nb.adapter import AutoAdapter
+import dspyopt_nb.optimizers.ga.optimizer  # noqa: F401  registers "ga"
+from dspyopt_nb.engines.adapter import AutoAdapter
 from dspyopt_nb.data import load_task
-from dspyopt_nb.events import EventStream, read_events
-from dspyopt_nb.ga import GA_BUDGETS, GenerationFinished, ga_estimate
-from dspyopt_nb.ga_ops import (OPERATORS, Gene, Genome, OperatorContext, Proposer, crowded_tournament, demo_add, demo_drop,
+import threading
+from dspyopt_nb.run.events import read_events
+from dspyopt_nb.optimizers.ga.optimizer import GA_PRESETS, GenerationFinished, GeneticOptimizer, ga_estimate
+from dspyopt_nb.optimizers.ga.ops import (OPERATORS, Gene, Genome, OperatorContext, Proposer, crowded_tournament, demo_add, demo_drop,
                                demo_swap, diversity, feedback_rewrite, llm_instruction_crossover, nsga2_select, pareto_ranks,
                                prefix_mutation, register_operator, roulette, shared_fitness, tournament, uniform_demo_crossover)
-from dspyopt_nb.lm import ScriptedEngine, scripted_lm
-from dspyopt_nb.optimize import OPTIMIZERS, OptimizeError, Run, optimize
-from dspyopt_nb.result import OptimizationResult
+from dspyopt_nb.engines.scripted import ScriptedEngine, scripted_lm
+from dspyopt_nb.optimize import optimize
+from dspyopt_nb.optimizers.protocol import get_optimizer
+from dspyopt_nb.run.errors import OptimizeError
+from dspyopt_nb.run.plan import RunPlan
+from dspyopt_nb.run.result import OptimizationResult
 
 pytestmark = pytest.mark.filterwarnings("ignore::dspyopt_nb.stats.UnderpoweredWarning")  # small test splits, on purpose
 
@@ -42,7 +46,7 @@ def ga_model(prompt: str) -> str:
 def _ga(tmp_path, name="run", lm=None, **kw):
     kw.setdefault("tracking", False)
     return optimize(TASK.program(), SP.train, TASK.metric, valset=SP.val, testset=SP.test, optimizer="ga", seed=kw.pop("seed", 0),
-                    lm=lm or scripted_lm(ga_model), run_dir=tmp_path / name, progress=False, **kw)
+                    lm=lm or scripted_lm(ga_model), run_dir=str(tmp_path / name), progress=False, **kw)
 
 
 def _generations(run_dir) -> list:
@@ -52,18 +56,18 @@ def _generations(run_dir) -> list:
 # --- registration ---------------------------------------------------------------------------------------------------
 
 def test_registered_like_the_builtins():
-    p = OPTIMIZERS["ga"]
-    assert set(p.budgets) == {"light", "medium", "heavy"}
+    p = get_optimizer("ga")
+    assert set(p.presets) == {"light", "medium", "heavy"}
     for k in ("population_size", "generations", "minibatch_size", "elite_count", "patience", "max_demos"):
-        assert all(k in b for b in p.budgets.values())
-    assert set(GA_BUDGETS["light"]) == set(GA_BUDGETS["heavy"])  # optimize() accepts overrides of preset knobs only
-    assert ga_estimate(GA_BUDGETS["light"], 50, 50) < ga_estimate(GA_BUDGETS["heavy"], 50, 50)
+        assert all(k in b for b in p.presets.values())
+    assert set(GA_PRESETS["light"]) == set(GA_PRESETS["heavy"])  # optimize() accepts overrides of preset knobs only
+    assert ga_estimate(GA_PRESETS["light"], 50, 50) < ga_estimate(GA_PRESETS["heavy"], 50, 50)
 
 
 def test_dry_run_estimates_without_lm_calls(tmp_path):
     eng = ScriptedEngine(ga_model)
-    res = _ga(tmp_path, lm=dspy.LM("scripted/dry", engine=eng), dry_run=True)
-    assert res.status == "dry_run" and res.usage["estimated_metric_calls"] > 0 and eng.calls == 0
+    p = _ga(tmp_path, lm=dspy.LM("scripted/dry", engine=eng), dry_run=True)
+    assert isinstance(p, RunPlan) and p.estimate.metric_calls > 0 and eng.calls == 0
 
 
 # --- operators --------------------------------------------------------------------------------------------------------
@@ -180,7 +184,7 @@ def test_minibatch_scores_are_cached(tmp_path, tmp_cache):
     res = _ga(tmp_path, generations=3, patience=10)
     ck = json.loads((tmp_path / "run" / "ga_checkpoint.json").read_text())
     scored = sum(len(v) for v in ck["scores"].values())
-    bootstrap = min(GA_BUDGETS["light"]["bootstrap_examples"], len(SP.train))
+    bootstrap = min(GA_PRESETS["light"]["bootstrap_examples"], len(SP.train))
     # metric calls = baseline validation + bootstrapping + one per (genome, example) scored + held-out test
     assert res.usage["metric_calls"] == len(SP.val) + bootstrap + scored + 2 * len(SP.test)
 
@@ -211,7 +215,7 @@ def test_multi_objective_keeps_short_prompts(tmp_path, tmp_cache):
     res = _ga(tmp_path, multi_objective=True, generations=3)
     assert res.status == "finished" and res.optimized >= res.baseline
     ck = json.loads((tmp_path / "run" / "ga_checkpoint.json").read_text())
-    assert len(ck["population"]) == GA_BUDGETS["light"]["population_size"]
+    assert len(ck["population"]) == GA_PRESETS["light"]["population_size"]
 
 
 def test_bad_knobs_fail_with_the_fix(tmp_path):
@@ -231,12 +235,12 @@ def test_deterministic_for_a_seed(tmp_path, tmp_cache):
 
 def test_stop_then_resume_continues_from_the_checkpoint(tmp_path, tmp_cache):
     ref = _ga(tmp_path, "ref", patience=10)
-    stream = EventStream(path=tmp_path / "run" / "events.jsonl"); run = Run("r", stream)
-    stop = lambda e: run.stop() if isinstance(e, GenerationFinished) and e.generation == 2 else None
-    first = _ga(tmp_path, run=run, stream=stream, callbacks=[stop], patience=10)
+    halt = threading.Event()
+    stop = lambda e: halt.set() if isinstance(e, GenerationFinished) and e.generation == 2 else None
+    first = _ga(tmp_path, stop=halt, callbacks=[stop], patience=10)
     assert first.status == "stopped"
-    eng = ScriptedEngine(ga_model)
-    second = _ga(tmp_path, lm=dspy.LM("scripted/scripted", engine=eng), patience=10)
+    L = scripted_lm(ga_model); eng = L.engine
+    second = _ga(tmp_path, lm=L, patience=10)
     assert second.status == "finished" and second.program_state == ref.program_state
     assert [c.score for c in second.candidates] == [c.score for c in ref.candidates]
     assert second.usage["metric_calls"] == ref.usage["metric_calls"]  # the counters continue, so caps bind alike
@@ -247,9 +251,9 @@ JOB = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from test_ga import ga_model, TASK, SP
-    from dspyopt_nb.lm import scripted_lm
+    from dspyopt_nb.engines.scripted import scripted_lm
     from dspyopt_nb.optimize import optimize
-    import dspyopt_nb.ga
+    import dspyopt_nb.optimizers.ga.optimizer
     res = optimize(TASK.program(), SP.train, TASK.metric, valset=SP.val, testset=SP.test, optimizer="ga", lm=scripted_lm(ga_model),
                    seed=0, run_dir=sys.argv[1], tracking=False, progress=False, patience=10, generations=4)
     print(res.status, res.optimized)
@@ -304,7 +308,7 @@ def test_embedded_model_ga(tmp_path):
     sp = TASK.splits(n_train=30, n_val=16, n_test=60, seed=1)
     res = optimize(TASK.program(), sp.train, TASK.metric, valset=sp.val, testset=sp.test, optimizer="ga", lm="local",
                    population_size=4, generations=2, minibatch_size=6, bootstrap_examples=8, n_proposals=2, elite_count=1,
-                   run_dir=tmp_path / "real", tracking=False, progress=False)
+                   run_dir=str(tmp_path / "real"), tracking=False, progress=False)
     assert res.status == "finished" and res.usage["input_tokens"] > 1000
     assert len(res.candidates) >= 4 and res.errors == []
     gens = [e for e in read_events(tmp_path / "real" / "events.jsonl") if isinstance(e, GenerationFinished)]
@@ -312,3 +316,22 @@ def test_embedded_model_ga(tmp_path):
     best = res.load_program(TASK.program())
     assert best.signature.instructions.strip()
     assert res.optimized >= res.baseline - 0.1, res.summary()  # a tiny budget: no claim of improvement, only no collapse
+
+
+def test_a_dspy_teleprompter_on_its_own(tmp_cache):
+    "Issue 10.4: GeneticOptimizer(metric=...).compile(student, trainset=..., valset=...) works as DSPy users expect."
+    from dspyopt_nb.engines.adapter import CompletionAdapter
+    with dspy.context(lm=scripted_lm(ga_model), adapter=CompletionAdapter()):
+        best = GeneticOptimizer(metric=TASK.metric, population_size=4, generations=2, minibatch_size=8).compile(
+            TASK.program(), trainset=SP.train, valset=SP.val)
+        ev = dspy.Evaluate(devset=SP.test, metric=TASK.metric, display_progress=False)
+        assert ev(best).score > ev(TASK.program()).score
+    assert len(best.candidates) >= 4 and isinstance(best, dspy.Predict)
+    with pytest.raises(OptimizeError, match="needs a metric"): GeneticOptimizer().compile(TASK.program(), trainset=SP.train)
+
+
+def test_random_search_ablation_runs_at_the_same_budget(tmp_path, tmp_cache):
+    "evolve=False: the GA's own generation 0 drawn afresh each generation (the ablation of benchmarks/ga_ablation.py)."
+    evo, rnd = _ga(tmp_path, "evo", max_metric_calls=200, patience=10), _ga(tmp_path, "rnd", max_metric_calls=200, patience=10, evolve=False)
+    for r in (evo, rnd): assert r.usage["metric_calls"] - 2 * len(SP.test) <= 200 + 4
+    assert rnd.status in ("finished", "stopped") and len(rnd.candidates) > 4

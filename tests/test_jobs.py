@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dspyopt_nb.jobs import (NOTEBOOK_PARAMS, ConfigError, JobLocked, job_lock, job_notebook, list_runs, load_config,
-                             run_job)
+from dspyopt_nb.jobs.runner import NOTEBOOK_PARAMS, JobLocked, job_lock, job_notebook, list_jobs, load_config, run_job
+from dspyopt_nb.run.errors import ConfigError
 
 ROOT = Path(__file__).parents[1]
 
@@ -14,6 +14,11 @@ ROOT = Path(__file__).parents[1]
 def mlflow_uri(tmp_path_factory):
     "One MLflow SQLite store for the module: creating a store migrates it, which takes seconds."
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+@pytest.fixture(autouse=True)
+def runs_root(tmp_path, monkeypatch):
+    "Runs go under tmp_path (the job's kernel inherits the environment)."
+    monkeypatch.setenv("DSPYOPT_RUNS", str(tmp_path / "runs"))
 
 def _client(uri):
     from mlflow.tracking import MlflowClient
@@ -26,7 +31,7 @@ def _job(tmp_path, file="job", **fields) -> Path:
         "from toy import toy_model\n"
         "def broken_metric(example, pred, trace=None):\n    raise RuntimeError('metric backend down')\n")
     cfg = dict(task="sst2", n_train=8, n_val=8, n_test=16, optimizer="none", lm="scripted:answers:toy_model",
-               tracking=False, output_dir="runs", retry_delay_s=0) | fields
+               tracking=False, output_dir="jobs", retry_delay_s=0) | fields
     p = tmp_path / f"{file}.yaml"; p.write_text(yaml.safe_dump(cfg)); return p
 
 # -- configs ------------------------------------------------------------------------------------------------------------
@@ -36,7 +41,7 @@ def _job(tmp_path, file="job", **fields) -> Path:
     (dict(n_train=0), "n_train"),
     (dict(n_train="ten"), "n_train"),
     (dict(optimizer="mipor"), "optimizer"),
-    (dict(budget="huge"), "budget"),
+    (dict(preset="huge"), "preset"),
     (dict(knobs={"num_trails": 3}, optimizer="mipro"), "knobs"),
     (dict(lm="scripted:answers:nope"), "lm"),
     (dict(lm="no-such-provider-model"), "lm"),
@@ -59,7 +64,7 @@ def test_bad_config_names_the_field_and_the_fix_and_starts_nothing(tmp_path, fie
     assert bad in fields_named, str(e.value)
     assert all("Fix:" in m for _, m in e.value.problems), str(e.value)
     assert str(cfg) in str(e.value)                       # the message names the file
-    assert not (tmp_path / "runs").exists()               # no folder, no lock, no kernel
+    assert not (tmp_path / "jobs").exists()               # no folder, no lock, no kernel
 
 def test_yaml_errors_and_non_mappings(tmp_path):
     (tmp_path / "broken.yaml").write_text("task: [sst2\n")
@@ -76,12 +81,12 @@ def test_relative_paths_are_relative_to_the_config(tmp_path, monkeypatch):
     cfg_path = _job(tmp_path, task=None, dataset="data/d.jsonl", signature="review -> sentiment", metric="exact_match:sentiment")
     monkeypatch.chdir("/")
     cfg = load_config(cfg_path)
-    assert cfg.dataset == str(tmp_path / "data" / "d.jsonl") and cfg.output_dir == str(tmp_path / "runs")
+    assert cfg.dataset == str(tmp_path / "data" / "d.jsonl") and cfg.output_dir == str(tmp_path / "jobs")
 
 def test_notebook_parameters_match_the_job_notebook():
     import papermill as pm
     declared = set(pm.inspect_notebook(str(job_notebook())))
-    assert declared == set(NOTEBOOK_PARAMS) | {"run_dir"}
+    assert declared == set(NOTEBOOK_PARAMS)               # the run's config (validated by RunConfig in the notebook) and the job folder
 
 def test_the_package_ships_the_job_notebook():
     "`dspyopt run` from an install reads dspyopt_nb/data/jobs/optimize.ipynb; it must be the source notebook."
@@ -93,7 +98,7 @@ def test_the_package_ships_the_job_notebook():
     assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
 
 def test_an_install_runs_the_notebook_shipped_in_the_package(tmp_path, monkeypatch):
-    import dspyopt_nb.jobs as jobs
+    import dspyopt_nb.jobs.runner as jobs
     pkg = tmp_path / "site-packages" / "dspyopt_nb"; (pkg / "data" / "jobs").mkdir(parents=True)
     shutil.copy(ROOT / "nbs" / "jobs" / "optimize.ipynb", pkg / "data" / "jobs" / "optimize.ipynb")
     monkeypatch.setattr(jobs, "_package_dir", lambda: pkg)      # no nbs/ beside the package: an install
@@ -104,14 +109,15 @@ def test_an_install_runs_the_notebook_shipped_in_the_package(tmp_path, monkeypat
 # -- running ------------------------------------------------------------------------------------------------------------
 
 def test_scripted_job_runs_logs_and_registers(tmp_path, mlflow_uri):
-    rec = run_job(_job(tmp_path, "ok", optimizer="bootstrap", n_train=16, tracking=True, mlflow_uri=mlflow_uri,
-                       knobs=dict(num_candidate_programs=2)))
+    rec = run_job(_job(tmp_path, "ok", optimizer="bootstrap", n_train=16, tracking=mlflow_uri, knobs=dict(num_candidate_programs=2)))
     assert rec.status == "finished" and rec.exit_code == 0 and rec.attempts == 1, rec
     d = Path(rec.job_dir)
-    assert {"optimize.ipynb", "result.json", "program.json", "events.jsonl", "config.yaml", "job.json"} <= {p.name for p in d.iterdir()}
-    assert Path(rec.notebook).parent == Path(rec.result).parent          # the executed notebook next to the result
-    res = json.loads((d / "result.json").read_text())
+    assert {"optimize.ipynb", "config.yaml", "job.json", "run.json"} <= {p.name for p in d.iterdir()}
+    run_dir = Path(rec.run_dir)                                          # the optimization run, in the run catalogue
+    assert run_dir.parent == tmp_path / "runs" and {"result.json", "program.json", "events.jsonl"} <= {p.name for p in run_dir.iterdir()}
+    res = json.loads((run_dir / "result.json").read_text())
     assert res["status"] == "finished" and res["optimized_scores"] and res["mlflow_run_id"] == rec.mlflow_run_id
+    assert res["config"]["tags"]["dspyopt.job"] == "ok" and res["config"]["tags"]["dspyopt.job_run"] == rec.id
     nb = json.loads((d / "optimize.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
     c = _client(mlflow_uri)
@@ -120,21 +126,23 @@ def test_scripted_job_runs_logs_and_registers(tmp_path, mlflow_uri):
     assert "optimized_test" in run.data.metrics
     assert "job/optimize.ipynb" in [a.path for a in c.list_artifacts(rec.mlflow_run_id, "job")]
     assert rec.model_version and c.get_model_version("dspyopt-ok", rec.model_version).run_id == rec.mlflow_run_id
-    assert [r.id for r in list_runs(tmp_path / "runs")] == [rec.id]
+    assert [r.id for r in list_jobs(tmp_path / "jobs")] == [rec.id]
+    from dspyopt_nb.run.catalogue import find_run
+    assert find_run(rec.run_id).tags["dspyopt.job"] == "ok"               # the catalogue knows the job's run
 
 def test_failure_before_optimize_records_a_failed_mlflow_run_and_retries(tmp_path, mlflow_uri):
-    # a data file whose last row has no label: it loads in the notebook, before optimize() opens an MLflow run
+    # a data file whose last row has no label: the plan reads it, before the run opens an MLflow run
     rows = [dict(review=f"review {i}", sentiment="positive" if i % 2 else "negative") for i in range(40)] + [dict(review="no label")]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     rec = run_job(_job(tmp_path, "baddata", task=None, dataset="d.jsonl", signature="review -> sentiment",
-                       metric="exact_match:sentiment", tracking=True, mlflow_uri=mlflow_uri, retries=1))
+                       metric="exact_match:sentiment", tracking=mlflow_uri, retries=1))
     assert rec.status == "failed" and rec.exit_code == 1 and rec.attempts == 2
     assert rec.error.startswith("DataError") and "line 41" in rec.error and rec.failed_cell
     d = Path(rec.job_dir)
     for name in ("optimize.ipynb", "attempt-1.ipynb"):   # each attempt's partial notebook, failing cell marked
         nb = json.loads((d / name).read_text())
         failed = [c for c in nb["cells"] if c["metadata"].get("papermill", {}).get("status") == "failed"]
-        assert len(failed) == 1 and "job_inputs" in "".join(failed[0]["source"])
+        assert len(failed) == 1 and "plan(cfg)" in "".join(failed[0]["source"])
         assert any("papermill-error-cell-tag" in c["metadata"].get("tags", []) for c in nb["cells"])
         assert any(o.get("ename") == "DataError" for o in failed[0]["outputs"])
     runs = _client(mlflow_uri).search_runs([e.experiment_id for e in _client(mlflow_uri).search_experiments()],
@@ -149,12 +157,12 @@ def test_failure_inside_optimize_fails_the_job_and_its_mlflow_run(tmp_path, mlfl
     rows = [dict(review=f"review {i}", sentiment="positive") for i in range(40)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     rec = run_job(_job(tmp_path, "badmetric", task=None, dataset="d.jsonl", signature="review -> sentiment",
-                       metric="answers:broken_metric", max_errors=2, tracking=True, mlflow_uri=mlflow_uri))
+                       metric="answers:broken_metric", max_errors=2, tracking=mlflow_uri))
     assert rec.status == "failed" and rec.error.startswith("JobFailed") and "errors" in rec.error
     run = _client(mlflow_uri).get_run(rec.mlflow_run_id)
-    assert run.info.status == "FAILED" and run.data.tags["dspyopt.kind"] == "optimization"   # optimize()'s own run
+    assert run.info.status == "FAILED" and run.data.tags["dspyopt.kind"] == "optimization"   # the run's own MLflow run
     assert run.data.tags["dspyopt.status"] == "failed" and run.data.tags["dspyopt.job"] == "badmetric"
-    assert json.loads((Path(rec.job_dir) / "result.json").read_text())["status"] == "failed"
+    assert json.loads((Path(rec.run_dir) / "result.json").read_text())["status"] == "failed"
 
 def test_two_runs_of_one_job_never_overlap(tmp_path):
     cfg = load_config(_job(tmp_path, "locked"))
@@ -167,19 +175,19 @@ def test_real_papermill_run_with_the_embedded_model(tmp_path, mlflow_uri):
     "The one test that runs the embedded Gemma model: bootstrap on a tiny budget, logged and registered."
     rec = run_job(_job(tmp_path, "gemma", lm="local", optimizer="bootstrap", n_train=8, n_val=8, n_test=16,
                        knobs=dict(num_candidate_programs=1, max_bootstrapped_demos=2, max_labeled_demos=2),
-                       tracking=True, mlflow_uri=mlflow_uri, cell_timeout_s=900))
+                       tracking=mlflow_uri, cell_timeout_s=900))
     assert rec.status == "finished", rec.error
-    res = json.loads(Path(rec.result).read_text())
+    res = json.loads((Path(rec.run_dir) / "result.json").read_text())
     assert res["lm"].startswith("local/") and len(res["optimized_scores"]) == 16 and res["usage"]["lm_calls"] > 0
     assert _client(mlflow_uri).get_run(rec.mlflow_run_id).info.status == "FINISHED" and rec.model_version
 
 
 def test_plugin_optimizers_are_known_before_any_run():
-    "A fresh process: job configs and the magic accept the GA (a plugin module) before optimize() has ever run."
+    "A fresh process: job configs and the magic accept the GA and a plugin of another distribution before any run."
     import subprocess, sys
-    code = ("from dspyopt_nb.jobs import load_config; from dspyopt_nb.magics import RunSpec, resolve_run; "
+    code = ("from dspyopt_nb.jobs.runner import load_config; from dspyopt_nb.notebook.magics import plan_run; "
             "print(load_config({'task': 'sst2', 'optimizer': 'ga'}).optimizer, "
-            "resolve_run(RunSpec(task='sst2', optimizer='ga', lm='local'), {})['optimizer'])")
+            "plan_run(dict(task='sst2', optimizer='greedy', lm='scripted:dspyopt_nb.engines.scripted:toy_sentiment'), {}).optimizer.name)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-2:] == ["ga", "ga"]
+    assert out.stdout.split()[-2:] == ["ga", "greedy"]

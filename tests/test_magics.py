@@ -7,10 +7,10 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-import dspyopt_nb.magics as M
+import dspyopt_nb.notebook.magics as M
 from dspyopt_nb.data import load_task
-from dspyopt_nb.lm import ScriptedEngine, scripted_lm
-from dspyopt_nb.result import OptimizationResult
+from dspyopt_nb.engines.scripted import ScriptedEngine, scripted_lm
+from dspyopt_nb.run.result import OptimizationResult
 from toy import toy_model
 
 SIZES = "--n-train 30 --n-val 20 --n-test 60"
@@ -19,12 +19,12 @@ SIZES = "--n-train 30 --n-val 20 --n-test 60"
 @pytest.fixture
 def ip(tmp_path, monkeypatch, tmp_cache):
     "A shell with the extension loaded, scripted models in the namespace, and runs kept under tmp_path."
-    monkeypatch.setenv("DSPYOPT_CACHE", str(tmp_path / "dspyopt"))
+    monkeypatch.setenv("DSPYOPT_RUNS", str(tmp_path / "dspyopt" / "runs"))
     shell = InteractiveShell.instance()
     shell.config.pop("Dspyopt", None)                                  # %config of an earlier test is forgotten
-    shell.run_line_magic("load_ext", "dspyopt_nb.magics")
+    shell.run_line_magic("load_ext", "dspyopt_nb.notebook.magics")
     M.load_ipython_extension(shell)                                    # a fresh Dspyopt with the default settings
-    shell.user_ns.update(toy=scripted_lm(toy_model), slow=scripted_lm(lambda p: (time.sleep(0.01), toy_model(p))[1], name="slow"))
+    shell.user_ns.update(toy=scripted_lm(toy_model), slow=scripted_lm(toy_model, "slow", delay_s=0.01))
     M.RUNS.clear()
     yield shell
     for h in list(M.RUNS.values()): h.stop(); h.wait(60)
@@ -50,33 +50,43 @@ def test_package_extension_loads_and_unloads(ip):
     dspyopt_nb.unload_ipython_extension(ip)
     assert "dspyopt" not in ip.magics_manager.magics["line"] and not any(isinstance(c, M.Dspyopt) for c in ip.configurables)
     dspyopt_nb.load_ipython_extension(ip)                                # what %load_ext dspyopt_nb calls
-    assert "dspyopt" in ip.magics_manager.magics["cell"] and magic(ip).budget == "light"
+    assert "dspyopt" in ip.magics_manager.magics["cell"] and magic(ip).preset == "light"
 
 
 def test_settings_layer_defaults_then_yaml_then_line(ip, monkeypatch):
     seen = []
-    monkeypatch.setattr(M, "start_run", lambda spec, ns, **kw: seen.append(spec) or type("H", (), dict(view=None))())
-    ip.run_line_magic("config", "Dspyopt.budget = 'medium'")
+    monkeypatch.setattr(M, "start_run", lambda settings, ns, names=None, **kw: seen.append((settings, names or {})) or type("H", (), dict(view=None))())
+    ip.run_line_magic("config", "Dspyopt.preset = 'medium'")
     ip.run_line_magic("config", "Dspyopt.lm = 'toy'")
-    assert magic(ip).budget == "medium"
-    line(ip, "run sst2 --optimizer bootstrap -s 3 -k num_candidate_programs=2 --max-cost 0.5 --no-tracking")
-    s = seen[-1]
-    assert (s.task, s.optimizer, s.budget, s.lm, s.seed, s.knobs, s.max_cost, s.tracking) == \
+    assert magic(ip).preset == "medium"
+    line(ip, "run sst2 --optimizer bootstrap --seed 3 -k num_candidate_programs=2 --max-cost 0.5 --no-tracking")
+    s, _ = seen[-1]
+    assert (s["task"], s["optimizer"], s["preset"], s["lm"], s["seed"], s["knobs"], s["max_cost"], s["tracking"]) == \
            ("sst2", "bootstrap", "medium", "toy", 3, {"num_candidate_programs": 2}, 0.5, False)
-    ip.run_cell_magic("dspyopt", "-b light -o out", "task: agnews\noptimizer: gepa\nbudget: heavy\nn-train: 12\nknobs: {max_metric_calls: 50}")
-    s = seen[-1]
-    assert (s.task, s.optimizer, s.budget, s.n_train, s.knobs, s.out) == ("agnews", "gepa", "light", 12, {"max_metric_calls": 50}, "out")
+    ip.run_cell_magic("dspyopt", "--preset light -o out", "task: agnews\noptimizer: gepa\npreset: heavy\nn_train: 12\nknobs: {max_metric_calls: 50}")
+    s, _ = seen[-1]
+    assert (s["task"], s["optimizer"], s["preset"], s["n_train"], s["knobs"]) == ("agnews", "gepa", "light", 12, {"max_metric_calls": 50})
     line(ip, "run prog data.train metric --valset data.val")
-    assert (seen[-1].program, seen[-1].trainset, seen[-1].metric, seen[-1].valset, seen[-1].task) == ("prog", "data.train", "metric", "data.val", None)
+    s, names = seen[-1]
+    assert names == dict(program="prog", trainset="data.train", metric="metric", valset="data.val") and "task" not in s
+
+
+def test_every_run_setting_is_an_option_and_a_default():
+    "Issue 11: the magic's options and %config defaults are derived from RunConfig; nothing drifts."
+    from dspyopt_nb.run.config import RunConfig, field_kind
+    opts = {a.dest for a in M.Dspyopt.dspyopt.parser._actions}
+    assert set(RunConfig.model_fields) <= opts
+    traits = set(M.Dspyopt.class_traits(config=True))
+    assert {n for n, f in RunConfig.model_fields.items() if field_kind(f.annotation) != "dict"} <= traits
 
 
 @pytest.mark.parametrize("text,words", [
-    ("rn sst2", "did you mean 'run'"), ("run sst2 --budget huge --lm toy", "unknown budget"),
+    ("rn sst2", "did you mean 'run'"), ("run sst2 --preset huge --lm toy", "unknown preset"),
     ("run sst2 --optimizer adam --lm toy", "unknown optimizer"), ("run sst2 --seed x", "invalid int value"),
     ("run sst2 --frobnicate", "unrecognized arguments"), ("run nosuchtask --lm toy", "unknown task"),
     ("run progam trainset metric --lm toy", "'progam' is not defined"), ("run a b", "takes a task or PROGRAM TRAINSET METRIC"),
     ("run sst2 --lm nosuchmodel", "nosuchmodel"), ("run sst2 --lm toy -k nope=1 --optimizer bootstrap", "unknown knob"),
-    ("run sst2 --lm toy --max-metric-calls 0", "must be positive"), ("run sst2 --lm toy --n-train 5000", "only"),
+    ("run sst2 --lm toy --max-metric-calls 0", "greater than 0"), ("run sst2 --lm toy --n-train 5000", "has 872"),
     ("show", "show takes one run"), ("show nosuchrun", "no run 'nosuchrun'"), ("stop", "no run is running"),
     ("compare a", "compare takes two runs"), ("resume zzz", "no run 'zzz'"), ('run "sst2', "close the quotes")])
 def test_bad_input_is_one_line_with_the_fix(ip, text, words):
@@ -86,16 +96,16 @@ def test_bad_input_is_one_line_with_the_fix(ip, text, words):
 
 
 def test_bad_input_in_the_shell_shows_no_traceback(ip, capsys):
-    res = ip.run_cell("%dspyopt run sst2 --budget huge --lm toy")
+    res = ip.run_cell("%dspyopt run sst2 --preset huge --lm toy")
     assert isinstance(res.error_in_exec, UsageError)
     err = capsys.readouterr()
-    assert "Traceback" not in err.out + err.err and "UsageError: unknown budget" in err.out + err.err
+    assert "Traceback" not in err.out + err.err and "unknown preset" in err.out + err.err
 
 
 @pytest.mark.parametrize("cell,words", [("task: sst2\n  optimizer: [mipro", "not valid YAML at line 2"),
-                                        ("- a\n- b", "holds a list"), ("task: sst2\noptimiser: mipro", "use 'optimizer'"),
-                                        ("task: sst2\nseed: many", "seed must be an integer"),
-                                        ("task: sst2\nknobs: 3", "knobs must be a mapping")])
+                                        ("- a\n- b", "holds a list"), ("task: sst2\noptimiser: mipro", "did you mean 'optimizer'"),
+                                        ("task: sst2\nseed: many", "seed: Input should be a valid integer"),
+                                        ("task: sst2\nknobs: 3", "knobs: Input should be a valid dictionary")])
 def test_bad_yaml_cells(ip, cell, words):
     with pytest.raises(UsageError, match=words): ip.run_cell_magic("dspyopt", "", cell)
     with pytest.raises(UsageError, match="settings of a run"): ip.run_cell_magic("dspyopt", "status", "task: sst2")
@@ -119,14 +129,16 @@ def test_run_waits_binds_and_leaves_records(ip, tmp_path, capsys):
     assert res.status == "finished" and res.optimized > res.baseline and len(res.optimized_scores) == 60
     d = Path(res.run_dir)
     assert d.parent == tmp_path / "dspyopt" / "runs"
-    assert json.loads((d / "magic.json").read_text())["task"] == "sst2"
+    assert json.loads((d / "notebook.json").read_text())["settings"]["task"] == "sst2"
     kinds = [json.loads(l)["kind"] for l in (d / "events.jsonl").read_text().splitlines()]
     assert kinds[0] == "run_started" and kinds[-1] == "finished"          # the magic's run logs like optimize()'s own
     h = M.RUNS[res.run_id]
     assert h.state.status == "finished" and h.state.best == res.best_candidate.score
-    assert "Going to sample" not in capsys.readouterr().out              # DSPy's optimizers' chatter goes to the run's log
+    out = capsys.readouterr().out
+    assert "Going to sample" not in out and "Scores so far" not in out   # DSPy's optimizers' chatter is counted, not shown
+    assert any(k.startswith("print: ") for k in res.log_summary)
     st = line(ip, "status")
-    assert st.rows[0]["run_id"] == res.run_id and st.rows[0]["status"] == "finished"
+    assert st[0]["run_id"] == res.run_id and st[0]["status"] == "finished"
     assert line(ip, f"status {res.run_id[:5]}").status == "finished"
     assert line(ip, f"show {res.run_id[:6]} -o again") is res and ip.user_ns["again"] is res
 
@@ -140,7 +152,8 @@ def test_program_trainset_metric_by_name(ip):
 
 def test_background_run_stop_then_resume(ip, capsys):
     prompts = []
-    ip.user_ns["rec"] = scripted_lm(lambda p: (prompts.append(p), time.sleep(0.01), toy_model(p))[2], name="rec")
+    def rec(p): prompts.append(p); time.sleep(0.01); return toy_model(p)
+    ip.user_ns["rec"] = scripted_lm(rec)
     assert line(ip, f"run sst2 --lm rec --optimizer bootstrap {SIZES} --no-tracking --quiet -o bg") is None
     h = list(M.RUNS.values())[-1]
     deadline = time.time() + 60
@@ -167,19 +180,27 @@ def test_resume_from_disk_after_a_restart(ip):
 
 def test_same_run_twice_returns_the_finished_one(ip):
     first = line(ip, f"run sst2 --lm toy --optimizer none {SIZES} --no-tracking --wait --quiet")
-    eng = ScriptedEngine(toy_model); ip.user_ns["counted"] = dspy.LM("scripted/scripted", engine=eng)
+    counted = ip.user_ns["counted"] = scripted_lm(toy_model)           # the same model, so the same run
+    M.RUNS.clear()
     again = line(ip, f"run sst2 --lm counted --optimizer none {SIZES} --no-tracking --wait")
-    assert again.run_id == first.run_id and eng.calls == 0
+    assert again.run_id == first.run_id and counted.engine.calls == 0
     h = M.RUNS[first.run_id]
     assert h.state.status == "finished" and "already finished" in h.state.message
 
 
-def test_failure_inside_the_run_reaches_the_dashboard(ip):
-    import dspyopt_nb.dashboard as D
+def test_mistakes_in_the_data_are_refused_before_the_run_starts(ip):
     ip.user_ns.update(prog=dspy.Predict("review -> sentiment"), tiny=load_task("sst2").splits(3, 0, 0).train, acc=load_task("sst2").metric)
-    with pytest.raises(UsageError, match="the run failed: .*Fix:"): line(ip, "run prog tiny acc --lm toy --optimizer none --no-tracking --wait")
+    n = len(M.RUNS)
+    with pytest.raises(UsageError, match="trainset has .*Fix:"): line(ip, "run prog tiny acc --lm toy --optimizer none --no-tracking --wait")
+    assert len(M.RUNS) == n                                                # planned in the foreground: nothing started
+
+
+def test_failure_inside_the_run_reaches_the_dashboard(ip, tmp_path):
+    import dspyopt_nb.notebook.dashboard as D
+    bad = "bogus://nowhere"                                                # the run fails as it opens its MLflow run
+    with pytest.raises(UsageError, match="the run failed"): line(ip, f"run sst2 --lm toy --optimizer none {SIZES} --tracking {bad} --wait")
     h = list(M.RUNS.values())[-1]
-    assert h.state.status == "failed" and "at least 4" in h.state.errors[0]["problem"] and h.state.errors[0]["fix"]
+    assert h.state.status == "failed" and h.state.errors[0]["fix"]
     assert "Fix:" in D.state_html(h.state)
 
 
@@ -190,9 +211,9 @@ def test_compare_and_list_with_mlflow(ip, tmp_path):
     cmp = line(ip, f"compare {a.run_id} {b.run_id}")
     assert cmp.comparison.n == 60 and cmp.comparison.diff == pytest.approx(b.optimized - a.optimized)
     assert "B against A" in cmp._repr_markdown_() and "p = " in repr(cmp)
-    rows = {r["run_id"]: r for r in line(ip, "list")}
-    assert {a.run_id, b.run_id} <= set(rows) and "mlflow" in rows[b.run_id]["source"]
-    assert rows[b.run_id]["optimized"] == pytest.approx(b.optimized)
+    rows = {r.run_id: r for r in line(ip, "list")}
+    assert {a.run_id, b.run_id} <= set(rows) and rows[b.run_id].mlflow_run_id == b.mlflow_run_id
+    assert rows[b.run_id].optimized == pytest.approx(b.optimized)
     # found in MLflow alone: no session, no run directory
     M.RUNS.clear()
     import shutil; shutil.rmtree(b.run_dir)
@@ -205,7 +226,7 @@ def test_compare_and_list_with_mlflow(ip, tmp_path):
 
 def test_dry_run_and_lm(ip):
     est = line(ip, f"run sst2 --lm toy --optimizer mipro {SIZES} --dry-run --no-tracking")
-    assert est.status == "dry_run" and est.usage["estimated_lm_calls"] > 0
+    assert est.run_id and est.estimate.lm_calls > 0 and not M.RUNS
     rep = line(ip, "lm toy")
     assert magic(ip).lm == "toy" and rep.info["engine"] == "scripted" and "CPU" in repr(rep)
 

@@ -3,7 +3,7 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 
-from dspyopt_nb.result import OptimizationResult
+from dspyopt_nb.run.result import OptimizationResult
 
 HERE = Path(__file__).parent
 
@@ -48,3 +48,31 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, optimizer):
     assert res.program_state == ref.program_state
     assert res.optimized_scores == ref.optimized_scores and res.baseline_scores == ref.baseline_scores
     assert res.status == "finished"
+
+@pytest.mark.slow
+def test_sigkill_loses_nothing_acknowledged_and_resume_relogs_to_mlflow(tmp_path):
+    "Issue 10.3: MLflow is written off the hot path; after SIGKILL what was acknowledged is in MLflow, and the resumed run is complete."
+    from mlflow.tracking import MlflowClient
+    from dspyopt_nb.run.catalogue import MLFLOW, TAG_SUPERSEDED_BY, find_run
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    os.environ["TRACKING_URI"], os.environ["TOY_DELAY"] = uri, "0.01"
+    try:
+        _run("bootstrap", tmp_path / "run", tmp_path / "cache", tmp_path / "first.log", kill_after=80)
+        ack = json.loads((tmp_path / "run" / MLFLOW).read_text())
+        assert ack["acked_seq"] > 0
+        from dspyopt_nb.run.events import read_events
+        acked = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e.seq <= ack["acked_seq"]]
+        c = MlflowClient(uri)
+        killed = c.get_run(ack["mlflow_run_id"])
+        children = c.search_runs([killed.info.experiment_id], f"tags.mlflow.parentRunId = '{killed.info.run_id}'")
+        assert len(children) >= len({e.candidate for e in acked if e.kind == "candidate"})   # nothing acknowledged is lost
+        out = _run("bootstrap", tmp_path / "run", tmp_path / "cache", tmp_path / "second.log")
+        res = OptimizationResult.load(tmp_path / "run" / "result.json")
+        done = c.get_run(res.mlflow_run_id)
+        assert done.info.status == "FINISHED" and res.mlflow_run_id != killed.info.run_id
+        again = c.get_run(killed.info.run_id)
+        assert again.info.status == "KILLED" and again.data.tags[TAG_SUPERSEDED_BY] == res.mlflow_run_id
+        kids = c.search_runs([done.info.experiment_id], f"tags.mlflow.parentRunId = '{res.mlflow_run_id}'")
+        assert len(kids) == len(res.candidates)                   # the resumed run re-logged everything
+    finally:
+        os.environ.pop("TRACKING_URI"); os.environ.pop("TOY_DELAY")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dspyopt_nb.jobs import JobRecord, list_runs
-from dspyopt_nb.scheduler import (ScheduleError, _scheduler_lock, add_schedule, list_schedules, parse_cron, read_fires,
+from dspyopt_nb.jobs.runner import JobRecord, list_jobs
+from dspyopt_nb.jobs.scheduler import (ScheduleError, _scheduler_lock, add_schedule, list_schedules, parse_cron, read_fires,
                                   remove_schedule, scheduler_dir, serve)
 
 HERE = Path(__file__).parent
@@ -48,7 +48,7 @@ def test_store_add_replace_list_remove(tmp_path):
     assert oct((tmp_path / "s" / "schedules.db").stat().st_mode & 0o777) == "0o600"
 
 def test_a_broken_config_is_not_scheduled(tmp_path):
-    from dspyopt_nb.jobs import ConfigError
+    from dspyopt_nb.jobs.runner import ConfigError
     with pytest.raises(ConfigError, match="optimiser"): add_schedule("x", _job(tmp_path, optimiser="mipro"), "0 3 * * *", dir=tmp_path / "s")
     assert list_schedules(tmp_path / "s") == []
 
@@ -129,7 +129,7 @@ def test_scheduler_fires_survives_a_kill_and_catches_up_once(tmp_path):
             if r is None or r.status == "running":
                 try: os.killpg(f["pid"], signal.SIGKILL)
                 except (ProcessLookupError, PermissionError): pass
-    recs = list_runs(runs)
+    recs = list_jobs(runs)
     assert len(recs) == 2 and all(r.status == "finished" for r in recs) and {r.schedule for r in recs} == {"job"}
     first, second = sorted(recs, key=lambda r: r.started)
     assert first.finished <= second.started                           # the two runs never overlapped

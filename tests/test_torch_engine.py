@@ -1,4 +1,4 @@
-"Tests for dspyopt_nb.torch_engine: micro-batching on a tiny random model (CPU), and the real GGUF through transformers."
+"Tests for dspyopt_nb.engines.torch_engine: micro-batching on a tiny random model (CPU), and the real GGUF through transformers."
 import threading, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 from dspy.lm15 import Config, ContextLengthError, Message, Request
 
-import dspyopt_nb.torch_engine as te
-from dspyopt_nb.lm import ModelFileError, is_base_model, lm
-from dspyopt_nb.torch_engine import DEFAULT_MAX_BATCH, GenerationError, TorchEngine, load_causal_lm, tiny_model
+import dspyopt_nb.engines.torch_engine as te
+from dspyopt_nb.engines.lm import is_base_model, lm
+from dspyopt_nb.engines.base import ModelFileError
+from dspyopt_nb.engines.torch_engine import DEFAULT_MAX_BATCH, GenerationError, TorchEngine, load_causal_lm, tiny_model
 
 # prompts of different lengths, so a batch needs left padding
 PROMPTS = ["Review: a gorgeous film .\nSentiment:", "Review: dull .\nSentiment:",
@@ -245,7 +246,7 @@ def test_a_saved_model_directory_through_lm_and_its_saved_state(tiny, tmp_path):
     model, tok = tiny
     model.save_pretrained(tmp_path / "tiny"); tok.save_pretrained(tmp_path / "tiny")
     from_dir = lm(f"torch:{tmp_path / 'tiny'}", max_tokens=4, cache=False, max_batch_size=4)
-    assert is_base_model(from_dir) and from_dir.model == "torch/tiny"
+    assert is_base_model(from_dir) and from_dir.model.startswith("torch/tiny-")   # named by its weights: issue 10.2
     in_memory = TorchEngine(model, tokenizer=tok)
     assert from_dir(PROMPTS[0]) == [in_memory.complete(ask(PROMPTS[0], max_tokens=4)).message.text]
     state = from_dir.engine.dump_state()
@@ -261,7 +262,7 @@ def test_embedded_gguf_through_transformers():
     "Gemma 3 270M Q4_K_M, dequantized by transformers (the first run converts it: minutes; later runs: seconds)."
     pytest.importorskip("gguf", reason="transformers reads GGUF files only with the `gguf` package: pip install gguf")
     pytest.importorskip("accelerate", reason="transformers loads GGUF files only with `accelerate`: pip install accelerate")
-    from dspyopt_nb.lm import local_model_path
+    from dspyopt_nb.engines.llama import local_model_path
     try: engine = TorchEngine(local_model_path(), max_tokens=3, batch_wait_ms=50)
     except ModelFileError as e:
         if "transformers could not read" in str(e): pytest.skip(f"transformers cannot dequantize this GGUF: {e}")
@@ -279,3 +280,13 @@ def test_embedded_gguf_through_transformers():
     assert [r.message.text for r in batched] == [engine.complete(r).message.text for r in reqs]
     assert all(r.usage.input_tokens > 40 and 1 <= r.usage.output_tokens <= 3 for r in batched)
     engine.close()
+
+def test_identity_follows_the_weights_and_dtype():
+    "Issue 10.2: two models with the same name but different weights are two models to DSPy's cache."
+    from dspyopt_nb.engines.torch_engine import TorchEngine
+    from dspyopt_nb.engines.torch_models import tiny_model
+    (m0, t0), (m1, t1) = tiny_model(0), tiny_model(1)
+    a, b = TorchEngine(m0, tokenizer=t0), TorchEngine(m1, tokenizer=t1)
+    assert a.label == b.label == "tiny-word-llama" and a.name != b.name
+    assert TorchEngine(tiny_model(0)[0], tokenizer=t0).name == a.name
+    assert TorchEngine(tiny_model(0)[0], tokenizer=t0, dtype="bfloat16").name != a.name
