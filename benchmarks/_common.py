@@ -42,7 +42,7 @@ def versions() -> dict:
 def provenance() -> dict:
     "The command line, the commit (and whether the tree had changes), versions and the machine."
     dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return dict(command=" ".join([Path(sys.executable).name, *[str(a) for a in sys.argv]]), commit=_git("rev-parse", "HEAD") or os.environ.get("DSPYOPT_COMMIT"),
+    return dict(command=" ".join([Path(sys.executable).name, *[str(a) for a in sys.argv]]), commit=os.environ.get("DSPYOPT_COMMIT") or _git("rev-parse", "HEAD"),
                 dirty=bool(dirty), versions=versions(), machine=machine(), written=dt.datetime.now().astimezone().isoformat(timespec="seconds"))
 
 def write_result(name: str, data: dict, out=None) -> Path:
