@@ -19,9 +19,11 @@ $(STAMP): settings.ini setup.py examples/dspyopt-greedy/pyproject.toml
 	$(BIN)/python -m pip check
 	touch $@
 
-# Debian packages the browser test needs (headless Chromium, driven by Playwright with executable_path; no browser download)
+# Debian packages the tests need: headless Chromium (driven by Playwright with executable_path; no browser download), PostgreSQL
 $(VENV)/.apt: | $(STAMP)
 	command -v chromium >/dev/null || { command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "warning: could not install chromium; the browser test will be skipped"; }
+	# PostgreSQL 15's server programs: the store tests start a throwaway server (dspyopt_nb.store.postgres)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || echo "warning: could not install postgresql; the PostgreSQL tests will be skipped"; }
 	touch $@
 
 install: $(STAMP)

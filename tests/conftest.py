@@ -24,3 +24,11 @@ def tmp_cache(tmp_path, monkeypatch):
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(tmp_path / "lm_cache"))
     yield tmp_path / "lm_cache"
     dspy.cache = old
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    "A throwaway PostgreSQL server on a loopback port for the whole test session (skipped where PostgreSQL is not installed)."
+    from dspyopt_nb.store.postgres import PostgresNotFound, pg_bin, local_postgres
+    try: pg_bin("initdb")
+    except PostgresNotFound as e: pytest.skip(str(e))
+    with local_postgres() as url: yield url
