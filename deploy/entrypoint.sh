@@ -8,6 +8,7 @@
 #   dspyopt-entrypoint job CONFIG.yaml [options]         one papermill job now (dspyopt run); exit 0 ok, 1 failed, 2 bad config
 #   dspyopt-entrypoint lab                               JupyterLab on $JUPYTER_PORT (token from $JUPYTER_TOKEN)
 #   dspyopt-entrypoint mlflow                            MLflow tracking server with basic-auth on $MLFLOW_PORT
+#   dspyopt-entrypoint exporter                          Prometheus metrics of jobs and runs on $DSPYOPT_EXPORTER_PORT (beside the scheduler)
 #   dspyopt-entrypoint migrate                           upgrade the store ($DSPYOPT_DB_URL) to the newest schema
 #   dspyopt-entrypoint health                            exit 0 when the process this container runs answers
 #   dspyopt-entrypoint ANY OTHER COMMAND                 run it as is (a shell, dspyopt runs list, pg_dump, ...)
@@ -68,6 +69,9 @@ case "$mode" in
       args+=(--app-name basic-auth)
     fi
     exec mlflow "${args[@]}" "$@" ;;
+  exporter)
+    remember exporter
+    exec python -m dspyopt_nb.deploy.monitoring ;;
   migrate)
     exec python -c "from dspyopt_nb.store.db import migrate, store_url; import re; r = migrate(); \
 print('dspyopt-entrypoint: store', re.sub(r'//[^@/]*@', '//***@', store_url()), 'at', ', '.join(r))" ;;
@@ -77,11 +81,12 @@ print('dspyopt-entrypoint: store', re.sub(r'//[^@/]*@', '//***@', store_url()), 
       serve)  path="http://127.0.0.1:${DSPYOPT_PORT:-8000}/healthz" ;;
       mlflow) path="http://127.0.0.1:${MLFLOW_PORT:-5000}/health" ;;
       lab)    path="http://127.0.0.1:${JUPYTER_PORT:-8888}/api" ;;
+      exporter) path="http://127.0.0.1:${DSPYOPT_EXPORTER_PORT:-9108}/metrics" ;;
       *)      exit 0 ;;   # scheduler, learner, job: alive while the container runs (tini exits with them)
     esac
     exec python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('$path', timeout=4).status == 200 else 1)" ;;
   -h|--help|help)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     exec "$mode" "$@" ;;
 esac
