@@ -16,7 +16,7 @@ from .errors import ConfigError, OptimizeError
 from .recorder import metric_arity
 
 # %% auto #0
-__all__ = ['holdout_splits', 'data_hash', 'config_source', 'shared_lm', 'Estimate', 'latency_of', 'record_latency',
+__all__ = ['holdout_splits', 'data_hash', 'config_source', 'shared_lm', 'is_remote', 'Estimate', 'latency_of', 'record_latency',
            'estimate_run', 'RunPlan', 'plan']
 
 # %% ../../nbs/10_run/06_plan.ipynb #e70ef5bd
@@ -84,6 +84,12 @@ def shared_lm(spec: str, *, device: str = "auto", timeout_s=None, retries: int =
 
 def _lm_name(l) -> str: return getattr(l, "model", None) or str(l)
 
+def is_remote(l) -> bool:
+    "True when `l`'s calls run concurrently on a server (litellm, `HTTPEngine`), False for an in-process model that runs one call at a time."
+    from dspyopt_nb.engines.lm import engine_of
+    e = engine_of(l)
+    return e is None or bool(getattr(e, "remote", False))
+
 # %% ../../nbs/10_run/06_plan.ipynb #e20a6d2b
 @dataclass
 class Estimate:
@@ -131,7 +137,7 @@ def estimate_run(optimizer, knobs, program, train, val, test, lm, num_threads: i
     out_tok = 8 if isinstance(adapter, CompletionAdapter) else int(lm.kwargs.get("max_tokens") or 256)
     inp, out = int(lm_calls * avg_in), lm_calls * out_tok
     price = price_of(_lm_name(lm))
-    concurrency = 1 if engine_of(lm) is not None else num_threads
+    concurrency = num_threads if is_remote(lm) else 1
     spc = latency_of(_lm_name(lm), root)
     return Estimate(metric_calls, lm_calls, inp, out, None if price is None else round(inp * price[0] + out * price[1], 6),
                     None if spc is None else round(lm_calls * spc / concurrency, 1), concurrency)
@@ -218,7 +224,7 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
     problems = check_caps(cfg, len(val), priced=price_of(_lm_name(task_lm)) is not None)
     if problems: raise ConfigError("the run cannot start:\n" + "\n".join(f"  {p}" for p in problems), [p.split(": ", 1) for p in problems])
     from dspyopt_nb.engines.lm import engine_of
-    threads = cfg.num_threads or (1 if engine_of(task_lm) is not None else 4)
+    threads = cfg.num_threads or (4 if is_remote(task_lm) else 1)
     caps = dict(max_metric_calls=cfg.max_metric_calls, max_tokens=cfg.max_tokens, max_cost=cfg.max_cost)
     run_id = _run_key(program, train, val, test, cfg.optimizer, knobs, cfg.seed, _lm_name(task_lm), caps)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else run_dir_for(cfg.optimizer, run_id, root)
