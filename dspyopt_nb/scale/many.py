@@ -22,13 +22,14 @@ def _as_json(cfg) -> dict:
     return cfg.model_dump(mode="json", exclude_unset=True) if hasattr(cfg, "model_dump") else dict(cfg)
 
 def run_specs(configs) -> list[RunSpec]:
-    "Validate every config (dicts, RunConfigs or YAML files) and return them as specs; `ConfigError` names the bad ones."
+    "Validate every config (dicts, RunConfigs, YAML files or (dict, folder) pairs) and return them as specs; `ConfigError` names the bad ones."
     from dspyopt_nb.run.config import parse_config
     from dspyopt_nb.run.errors import ConfigError
     out, problems = [], []
     for i, c in enumerate(configs):
         try:
-            if isinstance(c, (str, Path)):
+            if isinstance(c, tuple): settings, base = _as_json(c[0]), c[1]   # (settings, the folder they come from)
+            elif isinstance(c, (str, Path)):
                 from dspyopt_nb.jobs.runner import load_config
                 job = load_config(c)
                 settings, base = job.run_settings(), job._base_dir
