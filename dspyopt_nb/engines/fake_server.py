@@ -97,7 +97,7 @@ class FakeLMServer:
             return await self._reply(send, 503, {"error": {"message": "the server stopped"}})
         if self.max_rps:  # requests start at most max_rps a second: each takes the next free slot
             now = time.monotonic(); slot = max(now, self._next_slot)
-            if slot > now and self.over_rate == "429":
+            if slot - now > 0.25 and self.over_rate == "429":  # more than a quarter second behind: refuse, as an API does
                 self.stats.rate_limited += 1
                 return await self._reply(send, 429, {"error": {"message": "rate limit exceeded", "type": "rate_limit"}},
                                          [(b"retry-after", f"{slot - now:.3f}".encode())])
