@@ -71,8 +71,8 @@ def test_compare_paired_uses_the_torch_bootstrap_when_asked(monkeypatch):
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from dspyopt_nb.scale.many import ray_init
+    ray_init(num_cpus=2)
     yield ray
     ray.shutdown()
 

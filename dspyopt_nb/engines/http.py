@@ -54,7 +54,7 @@ class HTTPEngine:
         self.provider, self.name = provider or u.netloc, model
         self.max_connections, self.limiter = max_connections, limiter
         self._url, self._path = u, (u.path.rstrip("/") + "/chat/completions")
-        self.calls, self._idle = 0, []
+        self.calls, self._idle, self.busy_s, self.timed = 0, [], 0.0, 0
 
     # blocking keep-alive connections, taken from and returned to a pool (list.pop/append are atomic)
     def _conn(self):
@@ -100,7 +100,9 @@ class HTTPEngine:
         est = sum(len(m["content"]) for m in payload["messages"]) // 4
         if limiter is not None: limiter.acquire(self.provider, est)
         self.calls += 1
+        t0 = time.perf_counter()
         status, body, retry_after = self._post_blocking(payload)
+        self.busy_s += time.perf_counter() - t0; self.timed += 1  # a race may lose a count: it is an average
         if status != 200: raise _error(status, body, self.provider, retry_after)
         data = json.loads(body)
         text = data["choices"][0]["message"].get("content") or ""
@@ -108,6 +110,11 @@ class HTTPEngine:
         n_in, n_out = u.get("prompt_tokens") or est, u.get("completion_tokens") or max(1, len(text) // 4)
         if limiter is not None: limiter.settle(self.provider, n_in + n_out - est)
         return text_response(text, self.model, n_in, n_out, data["choices"][0].get("finish_reason") or "stop")
+
+    @property
+    def mean_latency(self) -> float | None:
+        "Mean seconds per call so far (what the planner records as this model's latency), None before the first."
+        return self.busy_s / self.timed if self.timed else None
 
     def stream(self, request):
         from dspy.lm15 import response_to_events

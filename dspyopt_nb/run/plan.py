@@ -139,8 +139,14 @@ def estimate_run(optimizer, knobs, program, train, val, test, lm, num_threads: i
     price = price_of(_lm_name(lm))
     concurrency = num_threads if is_remote(lm) else 1
     spc = latency_of(_lm_name(lm), root)
+    seconds = None if spc is None else lm_calls * spc / concurrency
+    sched = getattr(optimizer, "schedule", None)
+    phases = sched(knobs, len(train), len(val)) if callable(sched) and concurrency > 1 else None
+    if spc is not None and phases:  # rounds of calls at once: a round of k calls lasts one call when k <= concurrency
+        rounds = sum(n * math.ceil(k / concurrency) for n, k in phases) + math.ceil(len(val) / concurrency) + 2 * math.ceil(len(test) / concurrency)
+        seconds = rounds * len(preds) * spc
     return Estimate(metric_calls, lm_calls, inp, out, None if price is None else round(inp * price[0] + out * price[1], 6),
-                    None if spc is None else round(lm_calls * spc / concurrency, 1), concurrency)
+                    None if seconds is None else round(seconds, 1), concurrency)
 
 # %% ../../nbs/10_run/06_plan.ipynb #2582e00a
 @dataclass(repr=False)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RunSpec', 'run_specs', 'sweep', 'RunWorker', 'ManyProgress', 'ManyResult', 'optimize_many']
+__all__ = ['RunSpec', 'run_specs', 'sweep', 'RunWorker', 'ManyProgress', 'ManyResult', 'optimize_many', 'ray_init']
 
 # %% ../../nbs/80_scale/01_many.ipynb #f0141fc3
 @dataclass
@@ -173,7 +173,8 @@ _IN_PROCESS = ("local", "torch:")
 
 def optimize_many(configs, *, backend: str = "local", address: str | None = None, max_concurrent: int | None = None,
                   workers: int | None = None, run_resources: dict | None = None, rate_limits: dict | None = None,
-                  progress: bool | None = None, every_s: float = 5.0, max_attempts: int = 3, poll_s: float = 0.5) -> ManyResult:
+                  progress: bool | None = None, every_s: float = 5.0, max_attempts: int = 3, poll_s: float = 0.5,
+                  keep_workers: bool = False) -> ManyResult:
     "Run every config (dicts, RunConfigs, YAML files) through plan -> execute, at most `max_concurrent` at once, locally or on Ray."
     if backend not in ("local", "ray"): raise ValueError(f"backend={backend!r}. Fix: 'local' (threads here) or 'ray'.")
     specs = run_specs(configs)
@@ -192,7 +193,7 @@ def optimize_many(configs, *, backend: str = "local", address: str | None = None
     t0 = time.monotonic()
     run = _run_local if backend == "local" else _run_ray
     rows, nworkers, conc = run(todo, address=address, max_concurrent=max_concurrent, workers=workers, run_resources=run_resources or {},
-                               rate_limits=rate_limits, view=view, max_attempts=max_attempts, poll_s=poll_s, env=env)
+                               rate_limits=rate_limits, view=view, max_attempts=max_attempts, poll_s=poll_s, env=env, keep_workers=keep_workers)
     for i, j in dup: rows[i] = {**rows[j], "index": i, "duplicate_of": j}
     view.update(list(rows.values()), force=True)
     return ManyResult([rows[s.index] for s in specs], backend, round(time.monotonic() - t0, 2), nworkers, conc)
@@ -222,17 +223,25 @@ def _run_local(specs, *, max_concurrent, rate_limits, view, poll_s, env, **_):
     return rows, 1, conc
 
 # %% ../../nbs/80_scale/01_many.ipynb #c7a77ecb
-def _ray_init(address):
+def ray_init(address: str | None = None, tries: int = 3, **kw) -> bool:
+    "Start (or join, with `address`) Ray unless it runs; a start that times out on a loaded machine is tried again. True if started here."
     import ray
     if ray.is_initialized(): return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    return True
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")     # on a busy machine Ray's own start-up waits
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")  # (30 s) are missed and its raylet gives up
+    for i in range(tries):
+        try: ray.init(address=address, include_dashboard=False, log_to_driver=False, **kw); return True
+        except Exception as e:  # Ray gives its node 30 s to register, which a busy 2-core machine can miss
+            if i == tries - 1 or "timed out" not in str(e): raise
+            ray.shutdown(); time.sleep(2)
 
-def _run_ray(specs, *, address, max_concurrent, workers, run_resources, rate_limits, view, max_attempts, poll_s, env):
+_POOL: dict = {}  # actor options -> actors kept warm for the next batch (keep_workers=True)
+
+def _run_ray(specs, *, address, max_concurrent, workers, run_resources, rate_limits, view, max_attempts, poll_s, env, keep_workers=False):
     import ray
     from ray.exceptions import RayActorError
-    _ray_init(address)
+    ray_init(address)
     limiter = None
     if rate_limits:
         from dspyopt_nb.scale.ratelimit import cluster_limiter
@@ -247,7 +256,11 @@ def _run_ray(specs, *, address, max_concurrent, workers, run_resources, rate_lim
     opts = dict(max_concurrency=per + 4, max_restarts=0, num_cpus=res.pop("num_cpus", 0), **res)
     if in_process and not workers: opts["scheduling_strategy"] = "SPREAD"
     Actor = ray.remote(RunWorker)
-    actors, gen = {i: Actor.options(**opts).remote(env, limiter) for i in range(n)}, {i: 0 for i in range(n)}
+    if keep_workers: opts["max_concurrency"] = max(opts["max_concurrency"], 4096)  # threads start as needed: a warm actor takes any later batch
+    key = json.dumps([opts, env, bool(limiter)], sort_keys=True, default=str)
+    warm = _POOL.pop(key, []) if keep_workers and not limiter else []
+    actors = {i: warm[i] if i < len(warm) else Actor.options(**opts).remote(env, limiter) for i in range(n)}
+    gen = {i: 0 for i in range(n)}
     pending, inflight, load, rows, last = collections.deque(specs), {}, {i: 0 for i in range(n)}, {}, {}
     try:
         while pending or inflight:
@@ -277,5 +290,7 @@ def _run_ray(specs, *, address, max_concurrent, workers, run_resources, rate_lim
         for h in actors.values(): h.stop.remote()
         raise
     finally:
-        for h in actors.values(): ray.kill(h)
+        if keep_workers and not limiter: _POOL[key] = list(actors.values())  # warm for the next batch (imports done)
+        else:
+            for h in actors.values(): ray.kill(h)
     return rows, n, conc
