@@ -15,9 +15,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, Timer, write_result
 
+BACKEND = "ray"
+
 def worker_rss() -> tuple[float, int]:
-    "MiB resident in Ray's RunWorker processes, and how many there are."
+    "MiB resident in the processes running the optimizations (Ray's RunWorker actors, or this one), and how many."
     import psutil
+    if BACKEND == "local": return psutil.Process().memory_info().rss / 2**20, 1
     tot, n = 0, 0
     for p in psutil.process_iter(["cmdline", "memory_info"]):
         try:
@@ -35,6 +38,7 @@ def cpu_seconds(pids) -> float:
 
 def worker_pids():
     import psutil
+    if BACKEND == "local": return [os.getpid()]
     return [p.pid for p in psutil.process_iter(["cmdline"]) if any("RunWorker" in c for c in (p.info["cmdline"] or []))]
 
 def level(n, srv, latency, calls, tag):
@@ -54,7 +58,8 @@ def level(n, srv, latency, calls, tag):
     th = threading.Thread(target=sample, daemon=True); th.start()
     a0 = srv.stats()["answered"]
     t0 = time.monotonic()
-    out = optimize_many(cfgs, backend="ray", progress=True, every_s=15, keep_workers=True)  # the same actors at every level
+    out = optimize_many(cfgs, backend=BACKEND, progress=True, every_s=15, keep_workers=True,  # the same actors at every level
+                        max_concurrent=n)
     wall = time.monotonic() - t0
     if "pids" in cpu: cpu.update(t1=time.monotonic(), c1=cpu_seconds(cpu["pids"]), a1=srv.stats()["answered"])
     stop.set(); th.join()
@@ -119,14 +124,22 @@ def main():
     ap.add_argument("--calls", type=int, default=40, help="LM calls per optimization (one after another)")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2); ap.add_argument("--out", default=None)
     ap.add_argument("--skip-ceiling", action="store_true")
+    ap.add_argument("--backend", default="ray", choices=["ray", "local"], help="local: the runs as threads of this one process")
     a = ap.parse_args()
+    global BACKEND; BACKEND = a.backend
     tmp = Path(tempfile.mkdtemp(prefix="bench-concurrency-"))
     os.environ.update(DSPYOPT_RUNS=str(tmp / "runs"), DSPY_CACHEDIR=str(tmp / "dspy_cache"), DSPYOPT_NO_PROGRESS="1",
                       RAY_USAGE_STATS_ENABLED="0")
     import ray
     from dspyopt_nb.engines.fake_server import serve_process
     from dspyopt_nb.scale.many import ray_init
-    with Timer() as t_ray: ray_init(num_cpus=a.cpus)
+    ray_error = None
+    with Timer() as t_ray:
+        if a.backend == "ray":
+            try: ray_init(num_cpus=a.cpus)
+            except Exception as e:  # Ray's node start-up gives up on a heavily loaded machine: measure in one process instead
+                ray_error = f"{type(e).__name__}: {str(e)[:300]}"; print(f"Ray did not start ({ray_error}); using the local backend")
+                a.backend = BACKEND = "local"; globals()["BACKEND"] = "local"
     rows, load0 = [], os.getloadavg()[0]
     with serve_process(latency_s=a.latency) as srv:
         for n in [int(x) for x in a.levels.split(",")]:
@@ -139,14 +152,14 @@ def main():
             ceiling = dict(concurrency=64, calls_per_s=r["calls_per_s"], worker_cpu_ms_per_call=r.get("worker_cpu_ms_per_call"),
                            calls_per_s_per_core=round(1000 / r["worker_cpu_ms_per_call"], 1) if r.get("worker_cpu_ms_per_call") else None)
         ceiling["client"] = client_cost()
-    ray.shutdown()
+    if a.backend == "ray": ray.shutdown()
     at = {r["concurrency"]: r for r in rows}
     if 1 in at and at[1].get("worker_rss_mib"):  # memory an extra optimization adds, over the same (warm) worker processes
         for r in rows:
             if r["concurrency"] > 1 and r.get("worker_rss_mib"):
                 r["marginal_mib_per_optimization"] = round((r["worker_rss_mib"] - at[1]["worker_rss_mib"]) / (r["concurrency"] - 1), 3)
     goal = dict(goal="efficiency >= 0.8 at 1000 concurrent optimizations", met=(at.get(1000) or {}).get("efficiency", 0) >= 0.8)
-    path = write_result("concurrency", dict(latency_s=a.latency, calls_per_optimization=a.calls, ray_init_s=round(t_ray.s, 1),
+    path = write_result("concurrency", dict(backend=a.backend, ray_error=ray_error, latency_s=a.latency, calls_per_optimization=a.calls, ray_init_s=round(t_ray.s, 1),
                                             load_avg_before=round(load0, 2), rows=rows, cpu_ceiling=ceiling, **goal), a.out)
     try: chart(rows, Path(path).with_suffix(".html")); chart(rows, Path(path).with_suffix(".png"))
     except Exception as e: print(f"chart not written: {e}")

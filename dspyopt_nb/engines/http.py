@@ -4,7 +4,7 @@
 
 # %% ../../nbs/00_engines/08_http.ipynb #8de3844b
 from __future__ import annotations
-import json, os, threading, time
+import json, os, socket, threading, time
 from urllib.parse import urlparse
 
 from .base import DEFAULT_TIMEOUT_S, system_text, text_response
@@ -62,7 +62,10 @@ class HTTPEngine:
         try: return self._idle.pop()
         except IndexError:
             cls = http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
-            return cls(self._url.hostname, self._url.port, timeout=self.timeout_s)
+            conn = cls(self._url.hostname, self._url.port, timeout=self.timeout_s)
+            conn.connect()  # http.client writes headers and body separately: without TCP_NODELAY the body waits for an ACK
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return conn
 
     def _post_blocking(self, payload: dict, fresh: bool = False):
         import http.client, socket
