@@ -246,7 +246,8 @@ class Task:
     def examples(self) -> list:
         "Every row of the dataset as `dspy.Example`s (checked against `sha256` and `labels`); read once per process while the file is unchanged."
         st = os.stat(self.path)
-        key = (str(self.path), st.st_size, st.st_mtime_ns, tuple(self.inputs), json.dumps(self.rename, sort_keys=True), self.label_field)
+        key = (str(self.path), st.st_size, st.st_mtime_ns, tuple(self.inputs), json.dumps(self.rename, sort_keys=True), self.label_field,
+               self.sha256, tuple(self.labels or ()))  # every setting the check and the parse depend on
         if key not in _EXAMPLES: _EXAMPLES[key] = self._read_examples()  # a thousand runs of one task parse it once
         return [e.copy() for e in _EXAMPLES[key]]
 

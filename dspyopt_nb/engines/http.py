@@ -70,19 +70,19 @@ class HTTPEngine:
     def _post_blocking(self, payload: dict, fresh: bool = False):
         import http.client, socket
         from dspy.lm15 import TimeoutError as LMTimeout, TransportError
-        conn = self._conn() if not fresh else None
-        reused = conn is not None and conn.sock is not None
-        conn = conn or self._conn()
-        body = json.dumps(payload).encode()
+        body, conn, reused = json.dumps(payload).encode(), None, False
         try:
+            conn = self._conn() if not fresh else None
+            reused = conn is not None and conn.sock is not None
+            conn = conn or self._conn()
             conn.request("POST", self._path, body, {"content-type": "application/json", "authorization": f"Bearer {self.api_key}"})
             r = conn.getresponse(); text = r.read().decode()
         except socket.timeout:
-            conn.close()
+            if conn is not None: conn.close()
             raise LMTimeout(f"{self.provider} took longer than timeout_s={self.timeout_s} s. Fix: raise lm_timeout_s, or lower the load.",
                             provider=self.provider) from None
         except (http.client.HTTPException, OSError) as e:
-            conn.close()
+            if conn is not None: conn.close()
             if reused: return self._post_blocking(payload, fresh=True)  # the server closed an idle keep-alive connection
             raise TransportError(f"cannot reach {self.base_url}: {e}. Fix: check that the server runs and the URL is right.",
                                  provider=self.provider) from None
