@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RunSpec', 'run_specs', 'sweep', 'RunWorker', 'ManyProgress', 'ManyResult', 'optimize_many', 'ray_init']
+__all__ = ['RunSpec', 'run_specs', 'sweep', 'PooledDiskCache', 'pooled_disk_cache', 'RunWorker', 'ManyProgress', 'ManyResult',
+           'optimize_many', 'ray_init']
 
 # %% ../../nbs/80_scale/01_many.ipynb #f0141fc3
 @dataclass
@@ -52,6 +53,39 @@ def sweep(base, grid: dict) -> list[dict]:
     keys = list(grid)
     return [{**base, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
 
+# %% ../../nbs/80_scale/01_many.ipynb #dfe59bad
+class PooledDiskCache:
+    "A disk cache used from `threads` threads of its own: any number of callers, a fixed number of SQLite connections."
+    def __init__(self, inner, threads: int = 4):
+        from concurrent.futures import ThreadPoolExecutor
+        self.inner, self._pool = inner, ThreadPoolExecutor(threads, thread_name_prefix="dspyopt-cache")
+    def _do(self, fn, *a): return self._pool.submit(fn, *a).result()
+    def get(self, key, default=None): return self._do(self.inner.get, key, default)
+    def set(self, key, value, *a, **kw): return self._do(lambda: self.inner.set(key, value, *a, **kw))
+    def delete(self, key): return self._do(self.inner.delete, key)
+    def __contains__(self, key): return self._do(self.inner.__contains__, key)
+    def __getitem__(self, key): return self._do(self.inner.__getitem__, key)
+    def __setitem__(self, key, value): return self._do(self.inner.__setitem__, key, value)
+    def __getattr__(self, name): return getattr(self.inner, name)
+
+_POOLED = threading.Lock()
+
+def pooled_disk_cache(threads: int = 4):
+    "Put this process's DSPy disk cache behind `threads` threads (once; a no-op when the disk cache is off)."
+    import dspy
+    with _POOLED:
+        disk = getattr(dspy.cache, "disk_cache", None)
+        if disk is None or isinstance(disk, (dict, PooledDiskCache)): return
+        dspy.cache.disk_cache = PooledDiskCache(disk, threads)
+
+def _raise_open_files():
+    "Raise this process's soft limit on open files to its hard limit (each run keeps a few files and a connection open)."
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError): pass
+
 # %% ../../nbs/80_scale/01_many.ipynb #90c347e1
 def _summary(res, row: dict) -> dict:
     c, u = res.comparison or {}, res.usage or {}
@@ -65,6 +99,7 @@ class RunWorker:
         os.environ.update({k: v for k, v in (env or {}).items() if v is not None})  # before DSPy is imported here
         os.environ.setdefault("DSPYOPT_NO_PROGRESS", "1")
         self.runs, self._stop, self.pid = {}, threading.Event(), os.getpid()
+        _raise_open_files(); pooled_disk_cache()
         if limiter is not None:
             from dspyopt_nb.engines.http import use_limiter
             use_limiter(limiter)
