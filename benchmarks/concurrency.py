@@ -65,12 +65,15 @@ def level(n, srv, latency, calls, tag):
     stop.set(); th.join()
     answered = srv.stats()["answered"] - a0
     ideal = n / latency
-    win = max(10.0, 5 * latency)  # the best sustained rate over a window of 5 latencies (at least 10 s)
-    best = 0.0
-    for i, (ti, ai, _) in enumerate(samples):
-        for tj, aj, _ in samples[i + 1:]:
-            if tj - ti >= win: best = max(best, (aj - ai) / (tj - ti)); break
-    if best == 0.0 and len(samples) > 1: best = (samples[-1][1] - samples[0][1]) / max(1e-9, samples[-1][0] - samples[0][0])
+    # the steady state: while at least 90 % of the optimizations have a call in flight; runs started together answer in
+    # bursts, one per latency, so the rate is taken between samples at least 10 latencies apart (bias under 10 %)
+    steady = [s for s in samples if s[2] >= 0.9 * n]
+    if len(steady) >= 2 and steady[-1][0] - steady[0][0] >= 10 * latency:
+        (t1, a1, _), (t2, a2, _) = steady[0], steady[-1]; how = "steady"
+    else:  # too short (or never that busy): from the first answered call to the last
+        moving = [s for s in samples if s[1] > a0]
+        (t1, a1, _), (t2, a2, _) = (moving[0], moving[-1]) if len(moving) >= 2 else (samples[0], samples[-1]); how = "whole run"
+    best = (a2 - a1) / max(1e-9, t2 - t1)
     first_call = next((t for t, a, _ in samples if a > a0), None)
     per_run_calls = answered / n
     row = dict(concurrency=n, latency_s=latency, lm_calls=answered, calls_per_run=round(per_run_calls, 1),
@@ -79,7 +82,8 @@ def level(n, srv, latency, calls, tag):
                end_to_end_efficiency=round(per_run_calls * latency / wall, 3),
                time_to_first_call_s=None if first_call is None else round(first_call - t0, 1),
                finished=sum(r["status"] == "finished" for r in out.rows), failed=len(out.failed()), workers=out.workers,
-               max_in_flight=max((a for _, _, a in samples), default=0))
+               max_in_flight=max((a for _, _, a in samples), default=0), rate_window=how, rate_window_s=round(t2 - t1, 1),
+               samples=[(round(t - t0, 2), a - a0, act) for t, a, act in samples])
     if mem:
         rss, k = max(mem)
         row.update(worker_rss_mib=round(rss, 1), worker_processes=k, mib_per_optimization=round(rss / n, 2))
@@ -125,6 +129,7 @@ def main():
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2); ap.add_argument("--out", default=None)
     ap.add_argument("--skip-ceiling", action="store_true")
     ap.add_argument("--backend", default="ray", choices=["ray", "local"], help="local: the runs as threads of this one process")
+    ap.add_argument("--note", default=None, help="a remark stored with the result (e.g. why a backend was chosen)")
     a = ap.parse_args()
     global BACKEND; BACKEND = a.backend
     tmp = Path(tempfile.mkdtemp(prefix="bench-concurrency-"))
@@ -159,7 +164,7 @@ def main():
             if r["concurrency"] > 1 and r.get("worker_rss_mib"):
                 r["marginal_mib_per_optimization"] = round((r["worker_rss_mib"] - at[1]["worker_rss_mib"]) / (r["concurrency"] - 1), 3)
     goal = dict(goal="efficiency >= 0.8 at 1000 concurrent optimizations", met=(at.get(1000) or {}).get("efficiency", 0) >= 0.8)
-    path = write_result("concurrency", dict(backend=a.backend, ray_error=ray_error, latency_s=a.latency, calls_per_optimization=a.calls, ray_init_s=round(t_ray.s, 1),
+    path = write_result("concurrency", dict(backend=a.backend, ray_error=ray_error, note=a.note, latency_s=a.latency, calls_per_optimization=a.calls, ray_init_s=round(t_ray.s, 1),
                                             load_avg_before=round(load0, 2), rows=rows, cpu_ceiling=ceiling, **goal), a.out)
     try: chart(rows, Path(path).with_suffix(".html")); chart(rows, Path(path).with_suffix(".png"))
     except Exception as e: print(f"chart not written: {e}")
