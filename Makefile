@@ -71,8 +71,22 @@ docs: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
 
+# Every benchmark at a size that fits this 2-core machine (about an hour); each writes benchmarks/results/<name>.json
+# with the command, commit, versions and machine (the long accuracy ones to *_small.json, beside their full runs).
+# Not part of `make test`. GPU figures come only from benchmarks/gpu.py run on a GPU (here: its CPU correctness check).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/lm_throughput.py
+	$(BIN)/python benchmarks/startup.py --rounds 3
+	$(BIN)/python benchmarks/overhead.py --n 200 --rounds 3
+	$(BIN)/python benchmarks/bootstrap.py --n 2000 --repeat 1
+	$(BIN)/python benchmarks/lm_throughput.py --n 20 --rounds 1
+	$(BIN)/python benchmarks/gpu.py --small
+	$(BIN)/python benchmarks/gpu_check.py --n 8 --threads 4
+	$(BIN)/python benchmarks/torch_engine_gpu.py --n 8 --threads 4
+	$(BIN)/python benchmarks/concurrency.py --levels 1,10,100,1000,2000 --latency 2 --calls 40
+	$(BIN)/python benchmarks/cycle.py --optimizer mipro --preset medium --latency 1 --threads 32
+	$(BIN)/python benchmarks/compare_optimizers.py --tasks sst2 --optimizers bootstrap,ga --n-train 30 --n-val 20 --n-test 60 --budget 120 --out benchmarks/results/compare_optimizers_small.json
+	$(BIN)/python benchmarks/ga_ablation.py --tasks sst2 --seeds 0 --budget 120 --n-train 30 --n-val 20 --n-test 60 --out benchmarks/results/ga_ablation_small.json
+	$(BIN)/python benchmarks/demo_vs_handwritten.py --optimizer bootstrap --n-test 60 --out benchmarks/results/demo_vs_handwritten_small.json
 
 clean:
 	rm -rf _docs _proc build dist *.egg-info runs

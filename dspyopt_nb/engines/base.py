@@ -99,6 +99,7 @@ def price_of(model: str) -> tuple[float, float] | None:
     "Dollars per input and output token: the user's price, else litellm's table; None when the model has no price."
     if model in _PRICES: return _PRICES[model]
     if model.startswith(("local/", "torch/", "scripted/")): return None
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # its bundled table: offline, fetching costs ~20 s of retries
     import litellm
     info = litellm.model_cost.get(model) or litellm.model_cost.get(model.split("/", 1)[-1])
     if not info: return None

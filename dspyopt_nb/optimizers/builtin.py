@@ -39,7 +39,12 @@ def _mipro(ctx: OptimizerContext):
     return tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
                       minibatch=len(ctx.valset) > mb, minibatch_size=mb, **k)
 
-MIPRO = FunctionOptimizer("mipro", _mipro, MIPRO_PRESETS, _mipro_estimate, description=_mipro.__doc__)
+def _mipro_schedule(k, n_train, n_val):
+    "Demo sets are bootstrapped and instructions proposed one call at a time; trials score minibatches, and the full set now and then, in parallel."
+    full = k["num_trials"] // 5 + 2
+    return [(k["num_candidates"] * min(n_train, 10), 1), (k["num_trials"], min(k["minibatch_size"], n_val)), (full, n_val)]
+
+MIPRO = FunctionOptimizer("mipro", _mipro, MIPRO_PRESETS, _mipro_estimate, description=_mipro.__doc__, schedule_fn=_mipro_schedule)
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #527056ea
 GEPA_PRESETS = {"light": dict(max_metric_calls=300), "medium": dict(max_metric_calls=1000), "heavy": dict(max_metric_calls=3000)}
@@ -62,7 +67,13 @@ def _gepa(ctx: OptimizerContext):
             ctx.recorder.report_candidate(cand, len(ctx.valset), float(score), parent=parent)
     return best
 
-GEPA = FunctionOptimizer("gepa", _gepa, GEPA_PRESETS, lambda k, nt, nv: k["max_metric_calls"], feedback=True, description=_gepa.__doc__)
+def _gepa_schedule(k, n_train, n_val):
+    "Each iteration scores a parent and a child on a minibatch of 3 and reflects once; about one child in five is scored on the full set (a rough model)."
+    it = max(1, int(k["max_metric_calls"] / (6 + 0.2 * n_val)))
+    return [(2 * it, 3), (it, 1), (max(1, it // 5), n_val)]
+
+GEPA = FunctionOptimizer("gepa", _gepa, GEPA_PRESETS, lambda k, nt, nv: k["max_metric_calls"], feedback=True, description=_gepa.__doc__,
+                         schedule_fn=_gepa_schedule)
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #bd38e5fc
 BOOTSTRAP_PRESETS = {"light": dict(num_candidate_programs=4, max_bootstrapped_demos=4, max_labeled_demos=8),

@@ -113,12 +113,16 @@ class FunctionOptimizer:
     feedback: bool = False
     description: str = ""
     check_fn: Callable | None = None
+    schedule_fn: Callable | None = None  # (knobs, n_train, n_val) -> [(rounds, calls per round)], for the planner's time
 
     def check(self, knobs: dict) -> None:
         check_knob_types(self.name, knobs, self.presets)
         if self.check_fn is not None: self.check_fn(knobs)
 
     def estimate(self, knobs: dict, n_train: int, n_val: int) -> int: return int(self.estimate_fn(knobs, n_train, n_val))
+    def schedule(self, knobs: dict, n_train: int, n_val: int) -> list | None:
+        "How the calls come: (rounds, calls at once per round) pairs, so the planner can time them; None when unknown (optional)."
+        return None if self.schedule_fn is None else list(self.schedule_fn(knobs, n_train, n_val))
     def compile(self, ctx: OptimizerContext): return self.compile_fn(ctx)
 
 def conforms(obj) -> list[str]:
