@@ -114,8 +114,8 @@ export function follow(path: string, query: Record<string, string>, handlers: Re
 }
 
 // ---- formatting shared by the views
-export const fmtScore = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toFixed(3));
-export const fmtSigned = (v: number | null | undefined) => (v === null || v === undefined ? '–' : (v >= 0 ? '+' : '') + v.toFixed(3));
+export const fmtScore = (v: number | null | undefined, digits = 3) => (v === null || v === undefined ? '–' : v.toFixed(digits));
+export const fmtSigned = (v: number | null | undefined, digits = 3) => (v === null || v === undefined ? '–' : (v >= 0 ? '+' : '') + v.toFixed(digits));
 export const fmtCost = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `$${v < 0.01 ? v.toFixed(4) : v.toFixed(2)}`);
 export function fmtDuration(s: number | null | undefined): string {
   if (s === null || s === undefined) {

@@ -71,6 +71,8 @@ export class RunDetail extends Widget {
   private headEl = h('div', { class: 'dspyopt-detail-head' });
   private messageEl = h('div', { class: 'dspyopt-message' });
   private renderQueued = false;
+  private stopBtn: HTMLButtonElement | null = null;
+  private resumeBtn: HTMLButtonElement | null = null;
 
   constructor(readonly runId: string, private notify: (m: string, k?: 'error' | 'info') => void) {
     super();
@@ -101,7 +103,7 @@ export class RunDetail extends Widget {
     this.title.caption = `${runTitle(r)} — run ${r.run_id}`;
     this.live.status = r.status;
     this.live.estimate = r.estimated_metric_calls || this.live.estimate;
-    if (follow_ && this.detail.events && !this.close_) {
+    if (follow_ && r.run_dir && (this.detail.events || !this.detail.result) && !this.close_) {
       this.events = [];
       this.close_ = follow(`runs/${encodeURIComponent(this.runId)}/events`, { since: '0' }, {
         open: () => undefined,
@@ -188,8 +190,16 @@ export class RunDetail extends Widget {
         h('span', { text: `${L.tokens.toLocaleString()} tokens` }),
         h('span', { text: fmtCost(L.cost) })));
     const badge = this.headEl.querySelector('.dspyopt-badge');
-    if (badge && this.detail && this.detail.result === null) {
+    if (badge && this.detail && this.detail.result === null && L.status) {
       badge.replaceWith(statusBadge(L.status));
+      if (this.stopBtn && this.resumeBtn) {
+        this.stopBtn.disabled = !running;
+        this.resumeBtn.disabled = running || L.status === 'finished';
+      }
+      const note = this.bodyEl.querySelector('.dspyopt-no-result');
+      if (note && running) {
+        note.remove();
+      }
     }
   }
 
@@ -236,8 +246,10 @@ export class RunDetail extends Widget {
     const running = status === 'running' || (!res && d.executing);
     const stopBtn = h('button', { class: 'dspyopt-btn dspyopt-stop', title: 'End the run after the current call, with its best program so far', onclick: () => void this.act('stop') }, 'Stop') as HTMLButtonElement;
     stopBtn.disabled = !running;
+    this.stopBtn = stopBtn;
     const resumeBtn = h('button', { class: 'dspyopt-btn dspyopt-resume', title: 'Run it again with the same settings; finished calls come back from the cache', onclick: () => void this.act('resume') }, 'Resume') as HTMLButtonElement;
     resumeBtn.disabled = running || status === 'finished';
+    this.resumeBtn = resumeBtn;
     this.headEl.replaceChildren(
       h('div', { class: 'dspyopt-detail-title' }, statusBadge(status), h('h2', { text: runTitle(r) }), h('span', { class: 'dspyopt-actions' }, stopBtn, resumeBtn)),
       h('div', { class: 'dspyopt-detail-sub' },
@@ -247,9 +259,10 @@ export class RunDetail extends Widget {
         res && res.message ? h('span', { class: 'dspyopt-muted', text: res.message }) : null));
     const sections: HTMLElement[] = [];
     if (res) {
+      this.messageEl.replaceChildren();  // "Stopping…" is over once the result is here
       sections.push(this.comparisonSection(res));
     } else if (!running) {
-      sections.push(h('div', { class: 'dspyopt-info', text: `This run has no result (${status}): its process ended before it finished. Resume runs it again; finished calls come back from the cache.` }));
+      sections.push(h('div', { class: 'dspyopt-info dspyopt-no-result', text: `This run has no result (${status}): its process ended before it finished. Resume runs it again; finished calls come back from the cache.` }));
     }
     sections.push(h('section', {}, h('h3', { text: 'Candidates' }), h('div', { class: 'dspyopt-chart-holder' })));
     if (res && res.candidates.length) {
@@ -299,7 +312,7 @@ export class RunDetail extends Widget {
   private candidatesTable(res: any): HTMLElement {
     const rows = [...res.candidates].sort((a: any, b: any) => (b.full ? 1 : 0) - (a.full ? 1 : 0) || b.score - a.score).slice(0, 50);
     return h('section', {}, h('details', { open: res.candidates.length <= 12 },
-      h('summary', { text: `${res.candidates.length} candidates (best first${res.candidates.length > 50 ? ', first 50' : ''})` }),
+      h('summary', { text: `${res.candidates.length} candidate${res.candidates.length === 1 ? '' : 's'} (best first${res.candidates.length > 50 ? ', first 50' : ''})` }),
       h('table', { class: 'dspyopt-table' },
         h('thead', {}, h('tr', {}, ...['id', 'trial', 'score', 'on', 'demos', 'instructions'].map(t => h('th', { text: t })))),
         h('tbody', {}, ...rows.map((c: any) => h('tr', { class: c.id === res.best ? 'dspyopt-best-row' : '' },

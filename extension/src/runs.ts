@@ -194,20 +194,25 @@ export class RunsList extends Widget {
       line2 = h('div', { class: 'dspyopt-row-progress' },
         h('div', { class: 'dspyopt-bar', title: `${r.metric_calls || 0} of about ${r.estimated_metric_calls || '?'} metric calls` }, h('div', { class: 'dspyopt-bar-fill', style: { width: `${pct}%` } })),
         h('span', { class: 'dspyopt-pct', text: `${pct}%` }),
-        h('span', { class: 'dspyopt-muted', text: r.best !== null ? `best ${fmtScore(r.best)}` : '' }),
-        r.status === 'running' && r.started ? h('span', { class: 'dspyopt-muted', 'data-elapsed': String(r.started), text: fmtDuration(Date.now() / 1000 - r.started) }) : null);
+        r.best !== null ? h('span', { class: 'dspyopt-muted', title: 'best validation score so far', text: `best ${fmtScore(r.best)}` }) : null);
+    } else if (r.optimized !== null) {
+      const ci = r.ci && r.ci.length === 2 ? `[${fmtSigned(r.ci[0], 2)}, ${fmtSigned(r.ci[1], 2)}]` : '';
+      line2 = h('div', { class: 'dspyopt-row-scores', title: `held-out test: baseline ${fmtScore(r.baseline)} → optimized ${fmtScore(r.optimized)}; lift ${fmtSigned(r.diff)} with its 95% CI ${fmtCI(r.ci)}${r.p_value !== null ? `, p = ${r.p_value.toPrecision(2)}` : ''}` },
+        h('span', {}, h('span', { class: 'dspyopt-muted', text: `${fmtScore(r.baseline, 2)} → ` }), h('b', { text: fmtScore(r.optimized, 2) })),
+        r.diff !== null ? h('span', { class: `dspyopt-lift ${r.diff > 0 ? 'dspyopt-up' : r.diff < 0 ? 'dspyopt-down' : ''}` }, `${fmtSigned(r.diff, 2)} `, h('span', { class: 'dspyopt-ci', text: ci })) : null);
     } else {
-      const lift = r.diff !== null ? h('span', { class: `dspyopt-lift ${r.diff > 0 ? 'dspyopt-up' : r.diff < 0 ? 'dspyopt-down' : ''}`, title: `optimized − baseline on the held-out test, with its 95% CI${r.p_value !== null ? `; p = ${r.p_value.toPrecision(2)}` : ''}` }, `${fmtSigned(r.diff)} `, h('span', { class: 'dspyopt-ci', text: fmtCI(r.ci) })) : null;
-      line2 = h('div', { class: 'dspyopt-row-scores' },
-        h('span', { title: 'held-out test score: baseline → optimized' }, h('span', { class: 'dspyopt-muted', text: `${fmtScore(r.baseline)} → ` }), h('b', { text: fmtScore(r.optimized) })),
-        lift,
-        h('span', { class: 'dspyopt-muted', title: 'cost', text: fmtCost(r.cost) }),
-        h('span', { class: 'dspyopt-muted', title: 'wall time', text: fmtDuration(r.wall_s) }));
+      line2 = h('div', { class: 'dspyopt-row-scores dspyopt-muted', text: r.status === 'incomplete' ? 'no result: resume it' : '' });
     }
-    return h('div', { class: `dspyopt-row${box.checked ? ' dspyopt-selected' : ''}`, role: 'listitem', 'data-run-id': r.run_id, title: `Open run ${r.run_id}`, onclick: () => this.actions.openRun(r.run_id) },
-      h('div', { class: 'dspyopt-row-head' }, box, statusBadge(r.status), h('span', { class: 'dspyopt-row-title', text: runTitle(r) }), actions),
+    const elapsed = r.status === 'running' && r.started;
+    return h('div', { class: `dspyopt-row${box.checked ? ' dspyopt-selected' : ''}`, role: 'listitem', 'data-run-id': r.run_id,
+      title: `${runTitle(r)}\nrun ${r.run_id}\nmodel ${r.lm || '?'}\nstarted ${fmtWhen(r.started)}\nClick to open`, onclick: () => this.actions.openRun(r.run_id) },
+      h('div', { class: 'dspyopt-row-head' }, box, statusBadge(r.status), h('span', { class: 'dspyopt-row-title', text: `${r.optimizer || '?'}/${r.preset || '?'}` }), actions),
       line2,
-      h('div', { class: 'dspyopt-row-meta' }, h('code', { text: r.run_id.slice(0, 8), title: r.run_id }), h('span', { text: r.lm ? r.lm.replace(/-[0-9a-f]{12}$/, '') : '' }), h('span', { text: fmtWhen(r.started) })));
+      h('div', { class: 'dspyopt-row-meta' },
+        h('span', { text: r.task || (r.lm ? r.lm.replace(/-[0-9a-f]{12}$/, '') : '') }),
+        r.status === 'running' ? null : h('span', { title: 'cost', text: fmtCost(r.cost) }),
+        elapsed ? h('span', { 'data-elapsed': String(r.started), title: 'running for', text: fmtDuration(Date.now() / 1000 - (r.started as number)) }) : h('span', { title: 'wall time', text: fmtDuration(r.wall_s) }),
+        h('code', { class: 'dspyopt-id', text: r.run_id.slice(0, 8) })));
   }
 
   private async act(r: IRunRow, action: 'stop' | 'resume'): Promise<void> {
