@@ -75,9 +75,18 @@ nbtest: $(STAMP)
 pytest: $(STAMP) $(VENV)/.labext
 	$(BIN)/python -m pytest -q --durations=10 tests $(PYTEST_ARGS)
 
-# Docs: quarto when present (GitHub CI), else an offline HTML build of the executed notebooks.
-docs: $(STAMP)
-	if command -v quarto >/dev/null; then $(BIN)/nbdev_docs; else $(BIN)/python -c "from dspyopt_nb.docs_offline import main; main()"; fi
+# Docs: every lesson executed (slow cells included) into _exec/, processed by nbdev's processors into _proc/, rendered by
+# Quarto where it is installed (GitHub's docs workflow), else by the offline builder, into _docs/; then checked.
+docs: $(STAMP) $(LABEXT)
+	$(BIN)/python -m dspyopt_nb.docs_offline docs
+
+# Execute every lesson and store its outputs (and widget state) in it, machine paths scrubbed: then commit the lessons.
+lessons: $(STAMP)
+	$(BIN)/python -m dspyopt_nb.docs_offline lessons
+
+# The site from the outputs stored in the lessons (no execution), checked: what `make test` checks, in _docs/.
+site: $(STAMP) $(LABEXT)
+	$(BIN)/python -m dspyopt_nb.docs_offline site
 
 readme: $(STAMP)
 	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
