@@ -89,14 +89,16 @@ def _wait(cond, timeout, what, page, poll=0.1):
     pytest.fail(f"timed out after {timeout} s waiting for {what} (screenshot: test-artifacts/panel_timeout.png)")
 
 
-def _start_from_form(page, lm: str):
+def _start_from_form(page, lm: str, shot: str | None = None):
     page.locator(".dspyopt-runs button", has_text="New run").click()
     form = page.locator(".dspyopt-form:visible")
+    form.locator(".dspyopt-tab", has_text="Form").click()
     form.locator("#dspyopt-field-lm").wait_for()
     form.locator("#dspyopt-field-optimizer").select_option("bootstrap")
     for name, value in (("lm", lm), ("n_train", "20"), ("n_val", "10"), ("n_test", "20")):
         form.locator(f"#dspyopt-field-{name}").fill(value)
     form.locator("#dspyopt-field-tracking").uncheck()
+    if shot: page.screenshot(path=str(ARTIFACTS / shot))
     form.locator(".dspyopt-start").click()
 
 
@@ -125,8 +127,18 @@ def test_panel_in_jupyterlab(lab):
             _wait(lambda: "No runs yet" in panel.inner_text(), 30, "the empty panel", page)
             assert page.evaluate("() => window.jupyterapp.commands.hasCommand('dspyopt:new-run')")
 
-            # 2. a run from the form: its tab opens and its progress climbs to 100 %, then the detail fills in
-            _start_from_form(page, STEADY)
+            # 2. a malformed YAML config is refused, saying where and how to fix it; nothing starts
+            page.locator(".dspyopt-runs button", has_text="New run").click()
+            form = page.locator(".dspyopt-form:visible")
+            form.locator(".dspyopt-tab", has_text="YAML").click()
+            form.locator("textarea.dspyopt-yaml").fill("task: sst2\noptimizer: [bootstrap\n")
+            form.locator(".dspyopt-start").click()
+            _wait(lambda: form.locator(".dspyopt-error").count() > 0, 30, "the YAML error", page)
+            assert "line 2" in form.locator(".dspyopt-error").inner_text() and "Fix:" in form.locator(".dspyopt-error").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "panel_form_error.png"))
+
+            # 3. a run from the form: its tab opens and its progress climbs to 100 %, then the detail fills in
+            _start_from_form(page, STEADY, shot="panel_form.png")
             run_tab = page.locator(".dspyopt-detail:visible")
             seen = []
             def finished():
@@ -143,7 +155,7 @@ def test_panel_in_jupyterlab(lab):
                   15, "the run listed as finished in the panel", page)
             page.screenshot(path=str(ARTIFACTS / "panel_run_detail.png"))
 
-            # 3. a slower run, stopped from its tab: it ends 'stopped', with a result
+            # 4. a slower run, stopped from its tab: it ends 'stopped', with a result
             _start_from_form(page, SLOW)
             run_tab = page.locator(".dspyopt-detail:visible")
             _wait(lambda: (_percent(run_tab) or 0) > 5, 60, "the second run to progress", page)
@@ -154,7 +166,7 @@ def test_panel_in_jupyterlab(lab):
             assert not run_tab.locator(".dspyopt-actions .dspyopt-resume").is_disabled()
             page.screenshot(path=str(ARTIFACTS / "panel_stopped.png"))
 
-            # 4. compare the two: tick both in the panel, then Compare
+            # 5. compare the two: tick both in the panel, then Compare
             _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-stopped").count() == 1, 15, "the stopped run in the list", page)
             for i in range(2): panel.locator(".dspyopt-row .dspyopt-check").nth(i).check()
             panel.locator("button", has_text="Compare").click()
@@ -163,7 +175,7 @@ def test_panel_in_jupyterlab(lab):
             assert "held-out examples" in cmp.locator(".dspyopt-verdict").inner_text()
             page.screenshot(path=str(ARTIFACTS / "panel_compare.png"))
 
-            # 5. beside the magic: a run started with %dspyopt run in a notebook appears in the panel, live
+            # 6. beside the magic: a run started with %dspyopt run in a notebook appears in the panel, live
             page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'magic.ipynb'})")
             ready = """async () => { const nb = window.jupyterapp.shell.currentWidget; if (!nb || !nb.sessionContext) return false;
                 await nb.sessionContext.ready; const k = nb.sessionContext.session && nb.sessionContext.session.kernel;
@@ -175,5 +187,13 @@ def test_panel_in_jupyterlab(lab):
             _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-running").count() == 1, 30, "the magic's run shown running", page)
             page.screenshot(path=str(ARTIFACTS / "panel_magic_run.png"))
             _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-finished").count() == 2, 90, "the magic's run finished in the panel", page)
+
+            # 7. the MLflow UI in a main-area tab (a local store: the server starts `mlflow server` on loopback)
+            panel.locator("button", has_text="MLflow").click()
+            page.locator(".dspyopt-mlflow-frame iframe").wait_for(timeout=120_000)
+            src = page.locator(".dspyopt-mlflow-frame iframe").get_attribute("src")
+            assert src.startswith("http://127.0.0.1:"), src
+            _wait(lambda: any(f.url.startswith(src) and "MLflow" in (f.title() or "") for f in page.frames), 60, "the MLflow UI in its tab", page, poll=0.5)
+            page.screenshot(path=str(ARTIFACTS / "panel_mlflow.png"))
         finally:
             browser.close()
