@@ -161,5 +161,12 @@ async def test_bad_writes(api):
     assert status == 400 and "not a run id" in e["message"], e
     status, e = await api("settings", "PUT", {"runs_directory": "/tmp"})
     assert status == 400 and "runs_dir" in e["message"], e
+    status, e = await api("settings", "PUT", {"mlflow_uri": "http://127.0.0.1:5999"})  # a tracking server: opened as it is
+    assert status == 200 and e["tracking_uri"] == "http://127.0.0.1:5999"
+    status, e = await api("mlflow", "POST")
+    assert status == 200 and e == {"url": "http://127.0.0.1:5999", "tracking_uri": "http://127.0.0.1:5999", "started": False}, e
+    status, e = await api("settings", "PUT", {"mlflow_uri": "postgresql://db/mlflow"})
+    status, e = await api("mlflow", "POST")
+    assert status == 409 and "Fix:" in e["message"], e
     status, e = await api("schema")
     assert status == 200 and "sst2" in e["tasks"] and "bootstrap" in e["optimizers"]

@@ -90,6 +90,9 @@ export class RunForm extends Widget {
     if (mode === 'yaml' && this.schema) {
       this.yamlEl.value = this.yamlEl.value || this.toYaml();
     }
+    if (mode !== this.mode) {
+      this.errorEl.replaceChildren();  // an error of the other tab's settings would mislead here
+    }
     this.mode = mode;
     this.node.classList.toggle('dspyopt-mode-yaml', mode === 'yaml');
     for (const t of this.tabs) {

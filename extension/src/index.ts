@@ -101,12 +101,7 @@ const plugin: JupyterFrontEndPlugin<IDspyoptPanel> = {
         runs.connect();
       }
     };
-    // follow the catalogue once the panel is shown (no stream for users who never open it)
-    panel.node.addEventListener('lm-afterattach', connect);
-    if (panel.isVisible) {
-      connect();
-    }
-    shell.currentChanged?.connect(() => panel.isVisible && connect());
+    // follow the catalogue once the panel is first shown (no stream for users who never open it)
     const poll = window.setInterval(() => {
       if (panel.isVisible) {
         connect();

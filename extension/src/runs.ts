@@ -32,7 +32,8 @@ export class RunsList extends Widget {
   private compareBtn: HTMLButtonElement;
   private rootEl: HTMLElement;
   private close_: (() => void) | null = null;
-  private timer = 0;
+  private tickTimer = 0;
+  private retryTimer = 0;
   private _changed = new Signal<this, IRunRow[]>(this);
 
   constructor(private actions: IRunsActions) {
@@ -87,12 +88,11 @@ export class RunsList extends Widget {
       error: () => {
         this.disconnect();
         void this.refresh();
-        this.timer = window.setTimeout(() => this.connect(), 5000);
+        this.retryTimer = window.setTimeout(() => this.connect(), 5000);
       }
     });
     // the elapsed time of running runs ticks here (the stream sends only what changed on disk)
-    window.clearInterval(this.timer);
-    this.timer = window.setInterval(() => this.tick(), 1000);
+    this.tickTimer = window.setInterval(() => this.tick(), 1000);
   }
 
   disconnect(): void {
@@ -100,8 +100,8 @@ export class RunsList extends Widget {
       this.close_();
       this.close_ = null;
     }
-    window.clearInterval(this.timer);
-    window.clearTimeout(this.timer);
+    window.clearInterval(this.tickTimer);
+    window.clearTimeout(this.retryTimer);
   }
 
   async refresh(): Promise<void> {
