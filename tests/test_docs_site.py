@@ -23,7 +23,7 @@ def site(tmp_path_factory):
 
 
 def test_site_builds_and_checks(site):
-    from dspyopt_nb.docs.check import check_site
+    from dspyopt_nb.docs.check import check_site, page_text
     s, out = site
     problems = check_site(out, s)
     assert not problems, "\n".join(problems)
@@ -34,7 +34,7 @@ def test_site_builds_and_checks(site):
     api = (out / "api.html").read_text()
     assert "list_runs" in api and "run/catalogue" not in api.replace("10_run/catalogue", "")
     stats = (out / "07_stats" / "stats.html").read_text()
-    assert "def compare_paired(" in stats  # signatures and docstrings from show_doc
+    assert "def compare_paired(" in page_text(stats)  # signatures and docstrings from show_doc
     index = json.loads((out / "search.json").read_text())
     assert len(index) > 100 and any("paired" in e["text"] for e in index)
     assert (out / "downloads" / "10_run" / "08_optimize.ipynb").exists() and "08_optimize.ipynb" in (out / "gallery.html").read_text()

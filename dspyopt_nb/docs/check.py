@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 from .execute import machine_paths
 
 # %% auto #0
-__all__ = ['broken_links', 'has_output', 'page_text', 'hidden_lines', 'leaks', 'check_site']
+__all__ = ['broken_links', 'has_output', 'page_text', 'hidden_lines', 'code_text', 'leaks', 'check_site']
 
 # %% ../../nbs/95_docs/03_check.ipynb #67a0666b
 _re_link = re.compile(r'<(?:a|link|script|img)\b[^>]*?\s(?:href|src)="([^"]*)"', re.I)
@@ -60,11 +60,17 @@ def hidden_lines(nb: dict) -> set[str]:
         (hidden if re.search(r"^\s*#\|\s*hide\s*$", src, re.M) else shown).update(lines)
     return hidden - shown
 
+def code_text(page_html: str) -> str:
+    "The text of a page's code blocks (where a directive would leak)."
+    return "\n".join(page_text(b) for b in re.findall(r"<pre\b.*?</pre>", page_html, flags=re.S | re.I))
+
 def leaks(page_html: str, lesson: dict | None = None) -> list[str]:
-    "Directives (`#| ...`) and hidden-cell lines visible on a page."
-    text = page_text(page_html)
-    out = [f"directive {m.strip()!r}" for m in re.findall(r"^\s*#\|[^\n]*", text, re.M)][:5]
-    if lesson is not None: out += [f"hidden line {l[:60]!r}" for l in sorted(hidden_lines(lesson)) if l in text][:5]
+    "Directives (`#| ...`) in a page's code, and whole lines of hidden cells anywhere on it."
+    out = [f"directive {m.strip()!r}" for m in re.findall(r"^\s*#\|[^\n]*", code_text(page_html), re.M)][:5]
+    if lesson is not None:
+        lines = {l.strip() for l in page_text(page_html).splitlines()}
+        shown_md = {l.strip() for c in lesson["cells"] if c["cell_type"] == "markdown" for l in _src(c).splitlines()}
+        out += [f"hidden line {l[:60]!r}" for l in sorted(hidden_lines(lesson) - shown_md) if l in lines][:5]
     return out
 
 # %% ../../nbs/95_docs/03_check.ipynb #0566d9ee

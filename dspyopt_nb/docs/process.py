@@ -11,8 +11,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['SKIP_DIRS', 'VEGA_MIMES', 'GALLERY', 'lesson_paths', 'default_exp', 'page_path', 'api_markdown', 'api_docs',
            'site_url', 'relative_links', 'run_command', 'page_extras', 'vega_html', 'page_processors',
-           'process_notebook', 'Page', 'Site', 'section_of', 'gallery_page', 'api_page', 'process_site',
-           'write_quarto_files']
+           'process_notebook', 'Page', 'Site', 'section_of', 'gallery_page', 'api_page', 'page_anchors', 'fix_anchors',
+           'process_site', 'write_quarto_files']
 
 # %% ../../nbs/95_docs/01_process.ipynb #3f9253fd
 SKIP_DIRS = ("jobs",)
@@ -37,11 +37,10 @@ def default_exp(nb: dict) -> str | None:
     return None
 
 def page_path(rel, nb: dict | None = None) -> str:
-    "The page's address in the site, as Quarto writes it: `<folder>/<module name>.html` (else the notebook's name)."
+    "The page's address in the site, as nbdev's front matter (`output-file`) gives it: the folder, then the notebook's name without its number."
     rel = Path(rel)
-    mod = default_exp(nb) if nb is not None else None
-    return str(rel.parent / ((mod.split(".")[-1] if mod else rel.stem) + ".html")).lstrip("./") if str(rel.parent) != "." else \
-        ((mod.split(".")[-1] if mod else rel.stem) + ".html")
+    name = re.sub(r"^\d+[a-zA-Z0-9]*_", "", rel.name.lower())
+    return (rel.parent / name).with_suffix(".html").as_posix().lstrip("./") if str(rel.parent) != "." else str(Path(name).with_suffix(".html"))
 
 # %% ../../nbs/95_docs/01_process.ipynb #7d0161d9
 from execnb.nbio import mk_cell, read_nb, write_nb
@@ -234,6 +233,51 @@ def api_page(pages_by_module: dict) -> dict:
     return _md_page("API reference", f"Every public function and class of {lib}, by module, with its one-line docstring.", "\n\n".join(parts))
 
 # %% ../../nbs/95_docs/01_process.ipynb #bcc8180f
+_re_mdlink = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)(\{[^}\n]*\})?")
+
+def _slug(text: str) -> str:
+    import html as _h
+    return re.sub(r"[^\w.\- ]", "", _h.unescape(re.sub(r"<[^>]+>|`", "", text)).strip().lower()).replace(" ", "-")
+
+def page_anchors(nb: dict) -> set[str]:
+    "The anchors a processed page will have: its headings (in markdown and in markdown outputs) and its API docs' names."
+    out = set()
+    def heads(md): out.update(_slug(h) for h in re.findall(r"^#{1,6}\s+(.+?)\s*$", md, re.M))
+    for c in nb["cells"]:
+        src = "".join(c.get("source", ""))
+        if c["cell_type"] == "markdown": heads(src)
+        for o in c.get("outputs", []):
+            md = (o.get("data") or {}).get("text/markdown")
+            if md: heads("".join(md) if isinstance(md, list) else md)
+    return out
+
+def fix_anchors(root, pages: dict):
+    "In every processed page under `root`, unlink links to pages of the site that lack the anchor (`pages`: notebook → address)."
+    import posixpath
+    root = Path(root)
+    nbs = {nb: json.loads((root / nb).read_text()) for nb in pages if (root / nb).exists()}
+    anchors = {pages[nb]: page_anchors(d) for nb, d in nbs.items()}
+    for nb, d in nbs.items():
+        here = posixpath.dirname(pages[nb])
+        def fix(m):
+            url = m.group(2)
+            if "#" not in url or re.match(r"^[a-z]+:", url) or "downloads/" in url: return m.group(0)  # external, a file
+            path, frag = url.split("#", 1)
+            target = posixpath.normpath(posixpath.join(here, path)) if path else pages[nb]
+            if target in anchors and frag not in anchors[target]: return m.group(1)
+            return m.group(0)
+        changed = False
+        for c in d["cells"]:
+            if c["cell_type"] == "markdown":
+                new = _re_mdlink.sub(fix, "".join(c["source"])); changed |= new != "".join(c["source"]); c["source"] = new
+            for o in c.get("outputs", []):
+                md = (o.get("data") or {}).get("text/markdown")
+                if md is not None:
+                    md = "".join(md) if isinstance(md, list) else md
+                    new = _re_mdlink.sub(fix, md); changed |= new != md; o["data"]["text/markdown"] = new
+        if changed: (root / nb).write_text(json.dumps(d, indent=1))
+
+# %% ../../nbs/95_docs/01_process.ipynb #99457d5a
 def _front(nb: dict) -> tuple[str, str]:
     "(title, description) of a lesson, from its first markdown cell ('# title' and '> description')."
     for c in nb["cells"]:
@@ -253,7 +297,7 @@ def process_site(src, dest, *, downloads: bool = True) -> Site:
     for rel in lesson_paths(src):
         nb = json.loads((src / rel).read_text())
         path = page_path(rel, nb)
-        if downloads:
+        if downloads and str(rel) != "index.ipynb":  # the home page is the README: nothing to run
             d = dest / "downloads" / rel; d.parent.mkdir(parents=True, exist_ok=True); shutil.copy(src / rel, d)
             import posixpath
             dl[str(rel)] = posixpath.relpath(f"downloads/{rel.as_posix()}", posixpath.dirname(path) or ".")
@@ -263,6 +307,7 @@ def process_site(src, dest, *, downloads: bool = True) -> Site:
         if (mod := default_exp(nb)): by_module[mod] = pages[str(rel)]
     for name, nb in (("gallery.ipynb", gallery_page(pages, {k: "downloads/" + k for k in dl})), ("api.ipynb", api_page(by_module))):
         (dest / name).write_text(json.dumps(nb, indent=1))
+    fix_anchors(dest, {p.nb: p.path for p in pages.values()} | {"gallery.ipynb": "gallery.html", "api.ipynb": "api.html"})
     home = pages.pop("index.ipynb", None)
     ordered = ([home] if home else []) + [Page("gallery.ipynb", "gallery.html", "Gallery", "End-to-end examples", ""),
                                           Page("api.ipynb", "api.html", "API reference", "Every public name", "")]
