@@ -4,7 +4,7 @@
 
 # %% ../../nbs/95_docs/00_execute.ipynb #381b97b7
 from __future__ import annotations
-import json, os, re, sys, tempfile, time
+import json, os, re, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +94,7 @@ def execute_notebook(src, dest=None, *, timeout: int = 1800, kernel: str = "pyth
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(src.parent)}},
                             store_widget_state=True, record_timing=False, allow_errors=False)
     try:
-        client.execute(env=env)
+        client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own start-up chatter is not the lesson's
     except CellExecutionError as e:
         res.error = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(e).split()))[-1500:]
     except Exception as e:
