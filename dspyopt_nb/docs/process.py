@@ -124,7 +124,7 @@ class page_extras(Processor):
             if md is not None: o["data"]["text/markdown"] = relative_links("".join(md) if isinstance(md, list) else md, self.page)
 
 # %% ../../nbs/95_docs/01_process.ipynb #8abf000f
-VEGA_MIMES = ("application/vnd.vegalite.v5+json", "application/vnd.vegalite.v4+json")
+VEGA_MIMES = ("application/vnd.vegalite.v6+json", "application/vnd.vegalite.v5+json", "application/vnd.vegalite.v4+json")
 _VEGA_CDN = "https://cdn.jsdelivr.net/npm/"
 
 def vega_html(out: dict) -> dict:

@@ -63,7 +63,8 @@ def cell_options(source: str) -> tuple[dict, str]:
 
 # %% ../../nbs/95_docs/02_render.ipynb #603889d0
 _re_ansi = re.compile(r"\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
-VEGA = ("application/vnd.vegalite.v5+json", "application/vnd.vegalite.v4+json", "application/vnd.vega.v5+json")
+_re_altair = re.compile(r"\}\)\((\{.*\}),\s*\{[^{}]*\}\);\s*</script>\s*$", re.S)  # Altair's HTML: (function(spec, opts){...})(SPEC, OPTS)
+VEGA = ("application/vnd.vegalite.v6+json", "application/vnd.vegalite.v5+json", "application/vnd.vegalite.v4+json", "application/vnd.vega.v5+json")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 def _text(v) -> str: return "".join(v) if isinstance(v, list) else str(v)
@@ -76,6 +77,12 @@ class OutputRenderer:
     "Turns a cell's outputs into HTML; counts the widgets and charts a page needs scripts for."
     def __init__(self, widget_models: set | None = None):
         self.models, self.charts, self.widgets = widget_models or set(), 0, 0
+
+    def chart(self, spec: dict) -> str:
+        "An interactive chart (vega-embed, with the site's own copy of Vega) for a Vega-Lite spec."
+        self.charts += 1
+        return (f'<div class="cell-output cell-output-display"><div class="vega-chart" id="vega-{self.charts}"></div>'
+                f'<script type="application/json" class="vega-spec" data-target="vega-{self.charts}">{_json_script(spec)}</script></div>')
 
     def __call__(self, out: dict, asis: bool = False) -> str:
         t = out.get("output_type")
@@ -91,12 +98,13 @@ class OutputRenderer:
             return (f'<div class="cell-output cell-output-widget"><script type="{WIDGET_VIEW}">{json.dumps(data[WIDGET_VIEW])}</script>'
                     + (f'<noscript>{html.escape(_text(data["text/plain"]))}</noscript>' if "text/plain" in data else "") + "</div>")
         for mime in VEGA:
-            if mime in data:
-                self.charts += 1
-                spec = _json_script(data[mime])
-                return (f'<div class="cell-output cell-output-display"><div class="vega-chart" id="vega-{self.charts}"></div>'
-                        f'<script type="application/json" class="vega-spec" data-target="vega-{self.charts}">{spec}</script></div>')
-        if "text/html" in data: return f'<div class="cell-output cell-output-display">{_text(data["text/html"])}</div>'
+            if mime in data: return self.chart(data[mime])
+        if "text/html" in data:
+            h = _text(data["text/html"])
+            if "altair-viz-" in h and (m := _re_altair.search(h)):  # Altair's HTML loads Vega from a CDN: draw it with ours
+                try: return self.chart(json.loads(m.group(1)))
+                except ValueError: pass
+            return f'<div class="cell-output cell-output-display">{h}</div>'
         if "image/svg+xml" in data: return f'<div class="cell-output cell-output-display">{_text(data["image/svg+xml"])}</div>'
         for mime in ("image/png", "image/jpeg"):
             if mime in data:
