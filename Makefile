@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pytest args (e.g. make test PYTEST_ARGS="-k lm")
 PYTEST_ARGS ?=
 
-.PHONY: install demo test check-sync export nbtest nbtest-slow pytest docs readme bench clean
+.PHONY: install labextension demo test check-sync export nbtest nbtest-slow pytest docs lessons site readme bench clean
 
 $(STAMP): settings.ini setup.py examples/dspyopt-greedy/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,14 +26,34 @@ $(VENV)/.apt: | $(STAMP)
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || echo "warning: could not install postgresql; the PostgreSQL tests will be skipped"; }
 	touch $@
 
-install: $(STAMP)
+# The JupyterLab extension (extension/, TypeScript) prebuilt into dspyopt_nb/labextension; rebuilt only when its sources
+# change. jlpm and @jupyterlab/builder come with JupyterLab (installed by $(STAMP)); packages from yarn.lock.
+LABEXT := dspyopt_nb/labextension/package.json
+EXT_SRC := $(wildcard extension/src/*.ts extension/style/* extension/schema/*.json extension/scripts/*.js) \
+           extension/package.json extension/yarn.lock extension/tsconfig.json
+$(LABEXT): $(EXT_SRC) | $(STAMP)
+	@command -v node >/dev/null || { echo "node is missing, so the JupyterLab extension cannot be built. Fix: install Node.js >= 18 (apt-get install -y nodejs npm)."; exit 1; }
+	cd extension && export PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python" && jlpm install --immutable && jlpm build:prod
+	touch $@
+
+# pip install -e does not install data_files (a wheel does): link the built extension into the virtualenv and enable the
+# server extension there, as installing the wheel does (share/jupyter/labextensions, etc/jupyter/jupyter_server_config.d)
+$(VENV)/.labext: $(LABEXT) jupyter-config/jupyter_server_config.d/dspyopt_nb.json extension/install.json
+	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
+	ln -sfn "$(CURDIR)/dspyopt_nb/labextension" $(VENV)/share/jupyter/labextensions/dspyopt
+	cp jupyter-config/jupyter_server_config.d/dspyopt_nb.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	touch $@
+
+labextension: $(VENV)/.labext
+
+install: $(STAMP) $(VENV)/.labext
 
 # The main job: optimize the bundled SST-2 task with the embedded model and report on held-out data.
-demo: $(STAMP)
+demo: $(STAMP) $(VENV)/.labext
 	$(BIN)/python -c "from dspyopt_nb.demo import main; main()"
 
 # Notebooks and modules in sync, notebooks clean, lessons run (nbdev_test), then pytest (the slow, real paths).
-test: $(STAMP) $(VENV)/.apt check-sync nbtest nbtest-slow pytest
+test: $(STAMP) $(VENV)/.apt $(VENV)/.labext check-sync nbtest nbtest-slow pytest
 
 check-sync: $(STAMP)
 	@before=$$(git status --porcelain -- dspyopt_nb nbs README.md | sort); \
@@ -61,18 +81,41 @@ SLOW_LESSONS := nbs/00_engines/04_adapter.ipynb nbs/07_stats/00_stats.ipynb nbs/
 nbtest-slow: $(STAMP) $(VENV)/.apt
 	for nb in $(SLOW_LESSONS); do $(BIN)/nbdev_test --flags slow --timing --path $$nb || exit 1; done
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(VENV)/.labext
 	$(BIN)/python -m pytest -q --durations=10 tests $(PYTEST_ARGS)
 
-# Docs: quarto when present (GitHub CI), else an offline HTML build of the executed notebooks.
-docs: $(STAMP)
-	if command -v quarto >/dev/null; then $(BIN)/nbdev_docs; else $(BIN)/python -c "from dspyopt_nb.docs_offline import main; main()"; fi
+# Docs: every lesson executed (slow cells included) into _exec/, processed by nbdev's processors into _proc/, rendered by
+# Quarto where it is installed (GitHub's docs workflow), else by the offline builder, into _docs/; then checked.
+docs: $(STAMP) $(LABEXT)
+	$(BIN)/python -m dspyopt_nb.docs_offline docs
+
+# Execute every lesson and store its outputs (and widget state) in it, machine paths scrubbed: then commit the lessons.
+lessons: $(STAMP)
+	$(BIN)/python -m dspyopt_nb.docs_offline lessons
+
+# The site from the outputs stored in the lessons (no execution), checked: what `make test` checks, in _docs/.
+site: $(STAMP) $(LABEXT)
+	$(BIN)/python -m dspyopt_nb.docs_offline site
 
 readme: $(STAMP)
 	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
 
+# Every benchmark at a size that fits this 2-core machine (about an hour); each writes benchmarks/results/<name>.json
+# with the command, commit, versions and machine (the long accuracy ones to *_small.json, beside their full runs).
+# Not part of `make test`. GPU figures come only from benchmarks/gpu.py run on a GPU (here: its CPU correctness check).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/lm_throughput.py
+	$(BIN)/python benchmarks/startup.py --rounds 3
+	$(BIN)/python benchmarks/overhead.py --n 200 --rounds 3
+	$(BIN)/python benchmarks/bootstrap.py --n 2000 --repeat 1
+	$(BIN)/python benchmarks/lm_throughput.py --n 20 --rounds 1
+	$(BIN)/python benchmarks/gpu.py --small
+	$(BIN)/python benchmarks/gpu_check.py --n 8 --threads 4
+	$(BIN)/python benchmarks/torch_engine_gpu.py --n 8 --threads 4
+	$(BIN)/python benchmarks/concurrency.py --levels 1,10,100,1000,2000 --latency 2 --calls 40
+	$(BIN)/python benchmarks/cycle.py --optimizer mipro --preset medium --latency 1 --threads 32
+	$(BIN)/python benchmarks/compare_optimizers.py --tasks sst2 --optimizers bootstrap,ga --n-train 30 --n-val 20 --n-test 60 --budget 120 --out benchmarks/results/compare_optimizers_small.json
+	$(BIN)/python benchmarks/ga_ablation.py --tasks sst2 --seeds 0 --budget 120 --n-train 30 --n-val 20 --n-test 60 --out benchmarks/results/ga_ablation_small.json
+	$(BIN)/python benchmarks/demo_vs_handwritten.py --optimizer bootstrap --n-test 60 --out benchmarks/results/demo_vs_handwritten_small.json
 
 clean:
-	rm -rf _docs _proc build dist *.egg-info runs
+	rm -rf _docs _proc _exec build dist *.egg-info runs extension/lib extension/tsconfig.tsbuildinfo dspyopt_nb/labextension

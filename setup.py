@@ -1,6 +1,6 @@
 # nbdev 2 style setup.py: every setting comes from settings.ini.
 from configparser import ConfigParser
-import setuptools, shlex
+import os, setuptools, shlex
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -12,6 +12,25 @@ lic = licenses[cfg['license']]
 
 def reqs(key): return shlex.split(cfg.get(key, ''))
 
+def tree(src, dest, skip=("install.json",)):
+    "(folder, files) pairs installing every file under `src` (but `skip`) below `dest` in the environment's prefix."
+    out = []
+    for d, _, files in os.walk(src):
+        keep = [os.path.join(d, f) for f in sorted(files) if f not in skip]
+        if keep: out.append((os.path.normpath(os.path.join(dest, os.path.relpath(d, src))), keep))
+    return out
+
+# The JupyterLab extension ships prebuilt (make builds extension/ into dspyopt_nb/labextension) and is enabled by
+# installing the package: the labextension goes to share/jupyter/labextensions/dspyopt and a jupyter_server_config.d
+# file enables the server extension (dspyopt_nb.notebook.server). An editable install (pip install -e) skips
+# data_files: there the Makefile links the same two into the virtualenv.
+LABEXT = os.path.join(cfg['lib_name'], 'labextension')
+if not os.path.exists(os.path.join(LABEXT, 'package.json')):
+    print(f"warning: {LABEXT} is not built: the package will lack the JupyterLab panel. Fix: make labextension (needs Node.js).")
+data_files = tree(LABEXT, 'share/jupyter/labextensions/dspyopt') + [
+    ('share/jupyter/labextensions/dspyopt', ['extension/install.json']),
+    ('etc/jupyter/jupyter_server_config.d', ['jupyter-config/jupyter_server_config.d/dspyopt_nb.json'])]
+
 setuptools.setup(
     name=cfg['lib_name'], version=cfg['version'], description=cfg['description'],
     license=lic[0], author=cfg['author'], author_email=cfg['author_email'],
@@ -20,7 +39,7 @@ setuptools.setup(
                  'Natural Language :: ' + cfg['language'].title(),
                  'Programming Language :: Python :: 3.11'],
     url=cfg['git_url'], packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
-    include_package_data=True, package_data={cfg['lib_name']: ['data/*', 'data/*/*', 'store/migrations/*.mako', 'store/migrations/versions/*.md']},
+    include_package_data=True, data_files=data_files, package_data={cfg['lib_name']: ['data/*', 'data/*/*', 'store/migrations/*.mako', 'store/migrations/versions/*.md']},
     install_requires=reqs('requirements'),
     # torch is an extra: an unpinned torch would pull a multi-GB CUDA build
     extras_require={'dev': reqs('dev_requirements'), 'torch': reqs('torch_requirements')},

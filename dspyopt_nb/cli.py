@@ -48,10 +48,12 @@ def _overrides(a) -> dict:
         out[k.strip()] = yaml.safe_load(v) if v.strip() else None
     return {**out, **args_to_settings(a, model=JobConfig)}
 
-def _config_parser(p, with_options: bool = True):
+def _config_parser(p, with_options: bool = True, many: bool = False):
     from dspyopt_nb.jobs.runner import JobConfig
     from dspyopt_nb.run.config import config_arguments
-    p.add_argument("config", help="a YAML job config: a RunConfig plus the runner's settings (see dspyopt_nb.jobs.runner.JobConfig)")
+    p.add_argument("config", nargs="*" if many else None,
+                   help="a YAML job config: a RunConfig plus the runner's settings (see dspyopt_nb.jobs.runner.JobConfig)"
+                        + ("; several, or --sweep, or --ray, run them all at once (optimize_many)" if many else ""))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     if with_options: config_arguments(p.add_argument_group("settings (override the config)"), model=JobConfig)
 
@@ -71,15 +73,55 @@ def _validate(p):
     p.set_defaults(fn=fn)
 
 def _run(p):
-    _config_parser(p)
+    _config_parser(p, many=True)
     p.add_argument("--job-run-id", help=argparse.SUPPRESS); p.add_argument("--schedule", help=argparse.SUPPRESS)
+    g = p.add_argument_group("many runs at once (optimize_many)")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray: a local Ray started here, or the cluster at ADDRESS (e.g. ray://head:10001 or auto)")
+    g.add_argument("--sweep", action="append", metavar="KEY=V1,V2", help="one run per combination of values (repeatable)")
+    g.add_argument("--max-concurrent", type=int, metavar="N", help="runs executing at once (default: all on Ray, 256 here)")
+    g.add_argument("--workers", type=int, metavar="N", help="Ray actors (default: one per CPU; one per node for an in-process model)")
+    g.add_argument("--json", action="store_true", help="print the batch's rows as JSON")
     def fn(a):
+        if a.ray and a.ray != "local" and (a.ray.endswith((".yaml", ".yml", ".json")) or __import__("os").path.isfile(a.ray)):
+            a.config.insert(0, a.ray); a.ray = "local"  # `--ray CONFIG`: the flag took the first config as its address
+        if not a.config:
+            from dspyopt_nb.run.errors import ConfigError
+            raise ConfigError("no config given. Fix: dspyopt run CONFIG.yaml [CONFIG.yaml ...] (see dspyopt run --help).")
+        if len(a.config) > 1 or a.ray or a.sweep or a.max_concurrent or a.workers: return _run_many(a)
         from dspyopt_nb.jobs.runner import run_job
         _interrupt_on_sigterm()
-        rec = run_job(a.config, overrides=_overrides(a), run_id=a.job_run_id, schedule=a.schedule, log=_say)
+        rec = run_job(a.config[0], overrides=_overrides(a), run_id=a.job_run_id, schedule=a.schedule, log=_say)
         print(_outcome(rec), flush=True)
         return rec.exit_code
     p.set_defaults(fn=fn)
+
+def _sweep_grid(pairs) -> dict:
+    "--sweep KEY=V1,V2 pairs as a grid (each value read as YAML)."
+    import yaml
+    from dspyopt_nb.run.errors import ConfigError
+    grid = {}
+    for p in pairs or []:
+        k, sep, v = p.partition("=")
+        if not sep or not k.strip() or not v.strip():
+            raise ConfigError(f"--sweep {p!r} is not KEY=V1,V2. Fix: e.g. --sweep seed=0,1,2 --sweep optimizer=mipro,gepa.")
+        grid[k.strip()] = [yaml.safe_load(x) for x in v.split(",")]
+    return grid
+
+def _run_many(a) -> int:
+    "Several configs, a sweep, or --ray: every run through optimize_many; exit 0 when all finished, 1 otherwise."
+    from dspyopt_nb.jobs.runner import load_config
+    from dspyopt_nb.scale.many import optimize_many, sweep
+    grid, configs = _sweep_grid(a.sweep), []
+    for path in a.config:
+        job = load_config(path, _overrides(a))
+        configs += [(c, job._base_dir) for c in sweep(job.run_settings(), grid)]
+    backend = "ray" if a.ray else "local"
+    _say(f"{len(configs)} run{'s' * (len(configs) != 1)} on {backend}{'' if a.ray in (None, 'local') else ' at ' + a.ray}")
+    out = optimize_many(configs, backend=backend, address=None if a.ray in (None, "local") else a.ray,
+                        max_concurrent=a.max_concurrent, workers=a.workers)
+    print(json.dumps(out.rows, indent=1, default=str) if a.json else repr(out), flush=True)
+    return 0 if out.ok else 1
 
 def _jobs(p):
     sub = p.add_subparsers(dest="jobs_command", required=True, metavar="list|show")
@@ -206,7 +248,7 @@ def _scheduler(p):
 
 # %% ../nbs/40_jobs/01_cli.ipynb #11cb0bce
 COMMANDS = {
-    "run": ("run a job config now (papermill); exit 0 ok, 1 failed, 2 bad config, 3 already running", "dspyopt_nb.cli:_run"),
+    "run": ("run a job config now (papermill), or many at once (several configs, --sweep, --ray); exit 0 ok, 1 failed, 2 bad config, 3 already running", "dspyopt_nb.cli:_run"),
     "validate": ("check a job config and print it resolved; starts nothing", "dspyopt_nb.cli:_validate"),
     "runs": ("optimization runs in the catalogue: list, show", "dspyopt_nb.cli:_runs"),
     "jobs": ("job runs: list, show", "dspyopt_nb.cli:_jobs"),

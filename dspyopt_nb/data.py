@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_data/00_data.ipynb #659951e4
 from __future__ import annotations
-import csv, functools, hashlib, json, random, re, warnings
+import csv, functools, hashlib, json, os, random, re, warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +218,8 @@ def label_signature(name: str, instructions: str, inputs, label_field: str, labe
     fields[label_field] = (Literal[tuple(labels)] if labels else str, dspy.OutputField())
     return dspy.make_signature(fields, instructions, signature_name=name)
 
+_EXAMPLES: dict = {}  # (file, size, mtime, fields) -> parsed examples, so each process reads a task's file once
+
 class Task:
     "A dataset with its signature and metric, ready to optimize."
     def __init__(self, name: str, description: str, signature, metric: Callable, inputs, label_field: str,
@@ -242,7 +244,14 @@ class Task:
         with open(self.path, "rb") as f: return sum(1 for line in f if line.strip())
 
     def examples(self) -> list:
-        "Every row of the dataset as `dspy.Example`s (checked against `sha256` and `labels`)."
+        "Every row of the dataset as `dspy.Example`s (checked against `sha256` and `labels`); read once per process while the file is unchanged."
+        st = os.stat(self.path)
+        key = (str(self.path), st.st_size, st.st_mtime_ns, tuple(self.inputs), json.dumps(self.rename, sort_keys=True), self.label_field,
+               self.sha256, tuple(self.labels or ()))  # every setting the check and the parse depend on
+        if key not in _EXAMPLES: _EXAMPLES[key] = self._read_examples()  # a thousand runs of one task parse it once
+        return [e.copy() for e in _EXAMPLES[key]]
+
+    def _read_examples(self) -> list:
         if self.sha256 and (got := _sha256(self.path)) != self.sha256:
             raise DataError(f"{self.path} has sha256 {got}, expected {self.sha256}: the file was changed or damaged. "
                             "Fix: restore it (reinstall dspyopt_nb, or check it out again from the repository).")

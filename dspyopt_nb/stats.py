@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_stats/00_stats.ipynb #1e1b77f1
 from __future__ import annotations
-import math, warnings
+import functools, math, os, warnings
 from dataclasses import dataclass, asdict, field
 from functools import lru_cache
 from typing import NamedTuple, Sequence, Mapping
@@ -15,9 +15,10 @@ from scipy.special import ndtr, ndtri
 # %% auto #0
 __all__ = ['TestResult', 'mcnemar_exact', 'paired_bootstrap_ci', 'permutation_test', 'wilcoxon', 'paired_t', 'clustered_diff',
            'UnderpoweredWarning', 'required_sample_size', 'min_detectable_effect', 'warn_if_underpowered',
-           'PairedComparison', 'compare_paired', 'AdjustedPValues', 'adjust_pvalues', 'compare_candidates',
-           'LiftEstimate', 'relative_lift', 'ConfidenceSequence', 'confidence_sequence', 'SRMResult', 'srm_check',
-           'ChanceToWin', 'chance_to_win', 'BootstrapCI', 'torch_paired_bootstrap', 'aa_false_positive_rate']
+           'PairedComparison', 'bootstrap_backend', 'compare_paired', 'AdjustedPValues', 'adjust_pvalues',
+           'compare_candidates', 'LiftEstimate', 'relative_lift', 'ConfidenceSequence', 'confidence_sequence',
+           'SRMResult', 'srm_check', 'ChanceToWin', 'chance_to_win', 'BootstrapCI', 'torch_paired_bootstrap',
+           'aa_false_positive_rate']
 
 # %% ../nbs/07_stats/00_stats.ipynb #11dc703d
 def _paired_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -264,13 +265,31 @@ def _paired_test(a, b, *, kind, alpha, clusters, n_resamples, seed) -> tuple[Tes
     return res, why + f" The CI is a BCa bootstrap of the mean difference over {n_resamples} resamples of examples."
 
 # %% ../nbs/07_stats/00_stats.ipynb #eb32e68d
+def bootstrap_backend() -> str:
+    "'torch' when torch sees a CUDA or ROCm GPU, else 'scipy'; `$DSPYOPT_BOOTSTRAP` (torch or scipy) decides when set."
+    forced = os.environ.get("DSPYOPT_BOOTSTRAP", "").strip().lower()
+    if forced in ("torch", "scipy"): return forced
+    return _gpu_backend()
+
+@functools.lru_cache(maxsize=1)
+def _gpu_backend() -> str:
+    import importlib.util
+    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd", "/proc/driver/nvidia")): return "scipy"  # no GPU: never import torch
+    if importlib.util.find_spec("torch") is None: return "scipy"
+    import torch
+    return "torch" if torch.cuda.is_available() else "scipy"
+
 def compare_paired(a, b, *, kind="auto", alpha=0.05, clusters=None, n_resamples=10_000, seed=0) -> PairedComparison:
     "Compare candidate scores `b` with baseline scores `a` on the same examples; the test follows the metric's type."
     a, b = _paired_arrays(a, b)
     if not 0 < alpha < 1: raise ValueError(f"alpha={alpha}; use a level between 0 and 1, e.g. 0.05.")
     n, d = len(a), b - a
     res, why = _paired_test(a, b, kind=kind, alpha=alpha, clusters=clusters, n_resamples=n_resamples, seed=seed)
-    ci = res.ci if clusters is not None else paired_bootstrap_ci(a, b, alpha=alpha, n_resamples=n_resamples, seed=seed)
+    if clusters is not None: ci = res.ci
+    elif bootstrap_backend() == "torch":  # a GPU: the same BCa interval, ~1000x faster (benchmarks/results/gpu.json)
+        ci = torch_paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed, alpha=alpha).ci
+        why += " The bootstrap ran with torch on the GPU."
+    else: ci = paired_bootstrap_ci(a, b, alpha=alpha, n_resamples=n_resamples, seed=seed)
     mean_a, mean_b = float(a.mean()), float(b.mean())
     out = PairedComparison(res.test, why, n, mean_a, mean_b, mean_b - mean_a, ci, res.p_value, alpha,
                            (mean_b - mean_a) / mean_a if mean_a != 0 else math.nan)

@@ -11,7 +11,7 @@ from typing import Callable
 from .scripted import toy_sentiment
 
 # %% auto #0
-__all__ = ['chat_answer', 'ServerStats', 'FakeLMServer']
+__all__ = ['chat_answer', 'ServerStats', 'FakeLMServer', 'ServerProcess', 'serve_process']
 
 # %% ../../nbs/00_engines/07_fake_server.ipynb #712c7228
 _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
@@ -42,15 +42,18 @@ def chat_answer(messages: list[dict], rule: Callable[[str], str] = toy_sentiment
 @dataclass
 class ServerStats:
     "What the server saw: requests received, answered, failed on purpose, the most served at once."
-    received: int = 0; answered: int = 0; errors: int = 0; max_active: int = 0; active: int = 0
+    received: int = 0; answered: int = 0; errors: int = 0; max_active: int = 0; active: int = 0; rate_limited: int = 0
     latencies: list = field(default_factory=list)
 
 class FakeLMServer:
-    "An OpenAI-compatible model server on 127.0.0.1 with configurable latency, concurrency limit, error rate or hang."
+    "An OpenAI-compatible model server on 127.0.0.1 with configurable latency, concurrency and rate limits, error rate or hang."
     def __init__(self, *, latency_s: float = 0.0, max_concurrency: int | None = None, error_rate: float = 0.0,
                  hang: bool = False, answer: Callable[[str], str] = toy_sentiment, seed: int = 0, port: int = 0,
-                 model: str = "fake-model"):
+                 model: str = "fake-model", max_rps: float | None = None, over_rate: str = "queue"):
         if not 0 <= error_rate <= 1: raise ValueError(f"error_rate={error_rate}. Fix: a share between 0 and 1, e.g. 0.05.")
+        if max_rps is not None and max_rps <= 0: raise ValueError(f"max_rps={max_rps}. Fix: requests per second above 0, or None for no limit.")
+        if over_rate not in ("queue", "429"): raise ValueError(f"over_rate={over_rate!r}. Fix: 'queue' (wait) or '429' (refuse).")
+        self.max_rps, self.over_rate, self._next_slot = max_rps, over_rate, 0.0
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency={max_concurrency}. Fix: a positive number of requests, or None for no limit.")
         self.latency_s, self.max_concurrency, self.error_rate, self.hang = latency_s, max_concurrency, error_rate, hang
@@ -69,10 +72,10 @@ class FakeLMServer:
         kw.setdefault("api_key", "fake-key")
         return lm(f"openai/{self.model}", api_base=self.url, **kw)
 
-    async def _reply(self, send, status: int, payload: dict):
+    async def _reply(self, send, status: int, payload: dict, headers=()):
         body = json.dumps(payload).encode()
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send):
@@ -82,6 +85,7 @@ class FakeLMServer:
             msg = await receive(); body += msg.get("body", b""); more = msg.get("more_body", False)
         path = scope["path"].rstrip("/")
         if path.endswith("/models"): return await self._reply(send, 200, {"data": [{"id": self.model, "object": "model"}]})
+        if path.endswith("/stats"): return await self._reply(send, 200, {k: v for k, v in vars(self.stats).items() if k != "latencies"})
         if not path.endswith(("/chat/completions", "/completions")):
             return await self._reply(send, 404, {"error": {"message": f"no route {path}"}})
         try: req = json.loads(body or b"{}")
@@ -91,6 +95,14 @@ class FakeLMServer:
         if self.hang:  # the request stays open until the server stops, then gets a 503
             await self._release.wait()
             return await self._reply(send, 503, {"error": {"message": "the server stopped"}})
+        if self.max_rps:  # requests start at most max_rps a second: each takes the next free slot
+            now = time.monotonic(); slot = max(now, self._next_slot)
+            if slot - now > 0.25 and self.over_rate == "429":  # more than a quarter second behind: refuse, as an API does
+                self.stats.rate_limited += 1
+                return await self._reply(send, 429, {"error": {"message": "rate limit exceeded", "type": "rate_limit"}},
+                                         [(b"retry-after", f"{slot - now:.3f}".encode())])
+            self._next_slot = slot + 1 / self.max_rps
+            if slot > now: await asyncio.sleep(slot - now)
         if self._sem is not None: await self._sem.acquire()
         self.stats.active += 1; self.stats.max_active = max(self.stats.max_active, self.stats.active)
         try:
@@ -119,6 +131,7 @@ class FakeLMServer:
         "Start serving in a background thread; returns when the port accepts connections."
         import uvicorn
         sock = socket.socket(); sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else a reply's two writes wait ~40 ms for a delayed ACK
         sock.bind(("127.0.0.1", self.port)); self.port = sock.getsockname()[1]
         config = uvicorn.Config(self, log_level="error", lifespan="off", backlog=4096, timeout_keep_alive=30,
                                 limit_concurrency=None, access_log=False)
@@ -147,3 +160,50 @@ class FakeLMServer:
 
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
+
+# %% ../../nbs/00_engines/07_fake_server.ipynb #f3709816
+class ServerProcess:
+    "A `FakeLMServer` in a child process (its own interpreter and core): `url`, `stats()`, `stop()`."
+    def __init__(self, **kw):
+        import subprocess, sys
+        self.kw, self.model = kw, kw.get("model", "fake-model")
+        self._proc = subprocess.Popen([sys.executable, "-m", "dspyopt_nb.engines.fake_server", json.dumps(kw)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline()  # the child prints its port once it serves (nothing if it died)
+        if not line.strip().isdigit():
+            self.stop(); raise RuntimeError(f"the fake LM server process did not start ({line.strip()!r}). Fix: check the settings {kw}.")
+        self.port = int(line)
+
+    @property
+    def url(self) -> str: return f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict:
+        "The server's counters (received, answered, errors, rate_limited, max_active, active)."
+        import httpx
+        return httpx.get(f"{self.url}/stats", timeout=10).json()
+
+    def stop(self):
+        "Stop the child (closing its stdin tells it to) and wait for it."
+        if self._proc.poll() is None:
+            try: self._proc.stdin.close(); self._proc.wait(10)
+            except Exception: self._proc.kill(); self._proc.wait(5)
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.stop()
+
+def serve_process(**kw) -> ServerProcess:
+    "Start a `FakeLMServer(**kw)` (JSON-able settings) in a child process; use it as a context manager."
+    return ServerProcess(**kw)
+
+def _child_main(settings: str):
+    "In the child: serve until stdin closes."
+    import sys
+    srv = FakeLMServer(**json.loads(settings)).start()
+    print(srv.port, flush=True)
+    sys.stdin.read()
+    srv.stop()
+
+# %% ../../nbs/00_engines/07_fake_server.ipynb #5afe0bce
+#| eval: false
+if __name__ == "__main__":
+    import sys; _child_main(sys.argv[1])

@@ -63,7 +63,7 @@ def _engine_lm(kind: str, engine, retries, lkw) -> dspy.LM:
 
 def lm(spec: str = "local", *, timeout_s: float | None = DEFAULT_TIMEOUT_S, retries: int = 2, price: dict | None = None,
        **kw) -> dspy.LM:
-    "A configured `dspy.LM` for 'local[:<gguf>]', 'torch:<path or id>', 'scripted:<module>:<fn>' or a litellm string."
+    "A configured `dspy.LM` for 'local[:<gguf>]', 'torch:<path or id>', 'scripted:<module>:<fn>', 'http:<model>@<url>' or a litellm string."
     if not isinstance(spec, str) or not spec.strip():
         raise UnknownModelError(f"lm() needs a model string, got {spec!r}. Fix: lm('local') or e.g. lm('openai/gpt-4o-mini').")
     retries, timeout_s = kw.pop("num_retries", retries), kw.pop("timeout", timeout_s)  # dspy.LM's names for the same two
@@ -82,6 +82,10 @@ def lm(spec: str = "local", *, timeout_s: float | None = DEFAULT_TIMEOUT_S, retr
         from dspyopt_nb.engines.torch_engine import TorchEngine
         ekw, lkw = _split(kw, TORCH_ENGINE_KEYS)
         out = _engine_lm("torch", TorchEngine(spec[len("torch:"):], timeout_s=timeout_s, **ekw), retries, lkw)
+    elif spec.startswith("http:"):
+        from dspyopt_nb.engines.http import http_lm, parse_http_spec
+        model, url = parse_http_spec(spec)
+        out = http_lm(model, url, timeout_s=timeout_s, retries=retries, **kw)
     elif spec.startswith("scripted:"):
         from dspyopt_nb.engines.scripted import ScriptedEngine
         fn = import_ref(spec[len("scripted:"):], "scripted model")

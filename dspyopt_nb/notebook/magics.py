@@ -52,7 +52,7 @@ def notebook_lm(spec, namespace: dict | None):
     if not isinstance(spec, str) or not namespace or spec.split(".")[0] not in namespace: return None
     obj = lookup(namespace, spec, "lm")
     if isinstance(obj, dspy.BaseLM): return obj
-    raise UsageError(f"{spec!r} holds a {type(obj).__name__}, not a dspy.LM. Fix: set it to e.g. dspyopt_nb.lm.lm('local').")
+    raise UsageError(f"{spec!r} holds a {type(obj).__name__}, not a dspy.LM. Fix: set it to e.g. dspyopt_nb.lm('local').")
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #de719336
 NAME_FIELDS = ("program", "trainset", "metric", "valset", "testset")

@@ -257,8 +257,8 @@ def load_run(ref, root=None, *, tracking_uri: str | None = None) -> Optimization
     rec = ref if isinstance(ref, RunRecord) else find_run(ref, root, tracking_uri=tracking_uri)
     if rec.run_dir and (Path(rec.run_dir) / RESULT).exists(): return OptimizationResult.load(Path(rec.run_dir) / RESULT)
     if rec.mlflow_run_id and tracking_uri: return load_result(rec.mlflow_run_id, tracking_uri)
-    raise OptimizeError(f"run {rec.run_id} has no result yet ({rec.status}). Fix: wait for it to finish, or resume it "
-                        f"(dspyopt resume {rec.run_id}, %dspyopt resume {rec.run_id}).")
+    raise OptimizeError(f"run {rec.run_id} has no result yet ({rec.status}). Fix: wait for it to finish, or resume it: "
+                        f"%dspyopt resume {rec.run_id}, or run the same config (or optimize() call) again.")
 
 # %% ../../nbs/10_run/04_catalogue.ipynb #cf01324e
 @dataclass

@@ -21,6 +21,9 @@ def check_lm_spec(spec: str, base_dir=None) -> str:
     "Raise ValueError unless `spec` names a model: 'local[:<gguf>]', 'torch:<id>', 'scripted:<module>:<fn>' or litellm."
     if not isinstance(spec, str) or not spec.strip(): raise ValueError(f"{spec!r} is not a model string. Fix: e.g. 'local' or 'openai/gpt-4o-mini'.")
     if spec == "local" or spec.startswith("torch:"): return spec
+    if spec.startswith("http:"):
+        from dspyopt_nb.engines.http import parse_http_spec
+        parse_http_spec(spec); return spec
     if spec.startswith("local:"):
         p = Path(spec[6:]).expanduser()
         if not p.is_absolute() and base_dir: p = Path(base_dir) / p
@@ -78,7 +81,7 @@ class RunConfig(BaseModel):
     seed: int = _f(0, "the seed of the splits and the search", 0, strict=True)
     num_threads: int | None = _f(None, "parallel LM calls (default: 1 for in-process engines, 4 otherwise)", 4, gt=0, strict=True)
     # the model
-    lm: str | None = _f("local", "'local', 'local:<gguf>', 'torch:<model>', 'scripted:<module>:<fn>' or a litellm string", "local")
+    lm: str | None = _f("local", "'local', 'local:<gguf>', 'torch:<model>', 'scripted:<module>:<fn>', 'http:<model>@<url>' or a litellm string", "local")
     reflection_lm: str | None = _f(None, "the model that proposes instructions and reflects (default: lm)", "openai/gpt-4o-mini")
     device: str = _f("auto", "where a 'torch:' model runs: auto, cpu, cuda, cuda:<n> or mps", "cuda")
     lm_timeout_s: float | None = _f(600.0, "seconds one LM call may take before it is retried (None: no limit)", 60, gt=0)
@@ -203,7 +206,7 @@ class RunConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(include=set(fields) if fields else None), sort_keys=False)
 
 # %% ../../nbs/10_run/03_config.ipynb #66f1af70
-_UNPRICED = ("local", "torch:", "scripted:")
+_UNPRICED = ("local", "torch:", "scripted:", "http:")
 
 def check_caps(cfg: RunConfig, n_val: int, priced: bool | None = None) -> list[str]:
     "Problems with the caps of `cfg` for a validation set of `n_val` examples (each ending in its fix)."

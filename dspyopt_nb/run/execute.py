@@ -142,7 +142,11 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
         if tracker: result = tracker.finish(result)
         result.save(done)
         best.save(str(run_dir / PROGRAM))
-        if state.lm_calls: record_latency(plan.lm_name, result.usage["wall_s"], state.lm_calls, run_dir.parent)
+        if state.lm_calls:  # seconds per call: the engine's own timing, else the run's wall time at the concurrency it had
+            from dspyopt_nb.engines.lm import engine_of
+            lat = getattr(engine_of(plan.lm), "mean_latency", None)
+            spent = lat * state.lm_calls if lat else result.usage["wall_s"] * plan.estimate.concurrency
+            record_latency(plan.lm_name, spent, state.lm_calls, run_dir.parent)
         stream.emit(RunFinished(status=status, baseline=result.baseline, optimized=result.optimized,
                                 p_value=comparison.get("p_value"), message=message))
         for s in subs: stream.unsubscribe(s)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10_run/06_plan.ipynb #cb98fbfb
 from __future__ import annotations
-import copy, hashlib, json, os, random, threading
+import copy, hashlib, json, math, os, random, threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ from .errors import ConfigError, OptimizeError
 from .recorder import metric_arity
 
 # %% auto #0
-__all__ = ['holdout_splits', 'data_hash', 'config_source', 'shared_lm', 'Estimate', 'latency_of', 'record_latency',
-           'estimate_run', 'RunPlan', 'plan']
+__all__ = ['holdout_splits', 'data_hash', 'config_source', 'shared_lm', 'is_remote', 'Estimate', 'latency_of', 'record_latency',
+           'estimate_run', 'RunPlan', 'plan', 'Suggestion', 'Fit', 'fit_plan']
 
 # %% ../../nbs/10_run/06_plan.ipynb #e70ef5bd
 def holdout_splits(trainset, valset=None, testset=None, *, seed=0, test_fraction=0.25, val_fraction=0.4):
@@ -84,6 +84,12 @@ def shared_lm(spec: str, *, device: str = "auto", timeout_s=None, retries: int =
 
 def _lm_name(l) -> str: return getattr(l, "model", None) or str(l)
 
+def is_remote(l) -> bool:
+    "True when `l`'s calls run concurrently on a server (litellm, `HTTPEngine`), False for an in-process model that runs one call at a time."
+    from dspyopt_nb.engines.lm import engine_of
+    e = engine_of(l)
+    return e is None or bool(getattr(e, "remote", False))
+
 # %% ../../nbs/10_run/06_plan.ipynb #e20a6d2b
 @dataclass
 class Estimate:
@@ -131,10 +137,16 @@ def estimate_run(optimizer, knobs, program, train, val, test, lm, num_threads: i
     out_tok = 8 if isinstance(adapter, CompletionAdapter) else int(lm.kwargs.get("max_tokens") or 256)
     inp, out = int(lm_calls * avg_in), lm_calls * out_tok
     price = price_of(_lm_name(lm))
-    concurrency = 1 if engine_of(lm) is not None else num_threads
+    concurrency = num_threads if is_remote(lm) else 1
     spc = latency_of(_lm_name(lm), root)
+    seconds = None if spc is None else lm_calls * spc / concurrency
+    sched = getattr(optimizer, "schedule", None)
+    phases = sched(knobs, len(train), len(val)) if callable(sched) and concurrency > 1 else None
+    if spc is not None and phases:  # rounds of calls at once: a round of k calls lasts one call when k <= concurrency
+        rounds = sum(n * math.ceil(k / concurrency) for n, k in phases) + math.ceil(len(val) / concurrency) + 2 * math.ceil(len(test) / concurrency)
+        seconds = rounds * len(preds) * spc
     return Estimate(metric_calls, lm_calls, inp, out, None if price is None else round(inp * price[0] + out * price[1], 6),
-                    None if spc is None else round(lm_calls * spc / concurrency, 1), concurrency)
+                    None if seconds is None else round(seconds, 1), concurrency)
 
 # %% ../../nbs/10_run/06_plan.ipynb #2582e00a
 @dataclass(repr=False)
@@ -218,7 +230,7 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
     problems = check_caps(cfg, len(val), priced=price_of(_lm_name(task_lm)) is not None)
     if problems: raise ConfigError("the run cannot start:\n" + "\n".join(f"  {p}" for p in problems), [p.split(": ", 1) for p in problems])
     from dspyopt_nb.engines.lm import engine_of
-    threads = cfg.num_threads or (1 if engine_of(task_lm) is not None else 4)
+    threads = cfg.num_threads or (4 if is_remote(task_lm) else 1)
     caps = dict(max_metric_calls=cfg.max_metric_calls, max_tokens=cfg.max_tokens, max_cost=cfg.max_cost)
     run_id = _run_key(program, train, val, test, cfg.optimizer, knobs, cfg.seed, _lm_name(task_lm), caps)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else run_dir_for(cfg.optimizer, run_id, root)
@@ -226,3 +238,69 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
     est = estimate_run(optimizer, knobs, program, train, val, test, task_lm, threads, root)
     return RunPlan(cfg, run_id, run_dir, program, list(train), list(val), list(test), metric, task_lm, refl_lm, optimizer, knobs,
                    threads, est, data_info, _notices(cfg, optimizer, task_lm, refl_lm))
+
+# %% ../../nbs/10_run/06_plan.ipynb #8ac9aa35
+@dataclass
+class Suggestion:
+    "One change to a run's settings, and what the run would take with it."
+    setting: str; value: Any; seconds: float | None; cost: float | None; why: str
+
+@dataclass
+class Fit:
+    "Whether a plan fits a deadline and a budget, and the changes that would make it fit."
+    fits: bool; seconds: float | None; cost: float | None; deadline_s: float | None; max_cost: float | None
+    suggestions: list = field(default_factory=list); notes: list = field(default_factory=list)
+
+    def __repr__(self):
+        head = "fits" if self.fits else "does not fit"
+        lines = [f"the plan {head}: about {_fmt_s(self.seconds)} and {_fmt_cost(self.cost)} "
+                 f"(deadline {_fmt_s(self.deadline_s)}, budget {_fmt_cost(self.max_cost)})"]
+        lines += [f"  {s.setting}={s.value!r}: {_fmt_s(s.seconds)}, {_fmt_cost(s.cost)} — {s.why}" for s in self.suggestions]
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+    def _repr_markdown_(self):
+        rows = "\n".join(f"| `{s.setting}={s.value!r}` | {_fmt_s(s.seconds)} | {_fmt_cost(s.cost)} | {s.why} |" for s in self.suggestions)
+        return repr(self).split("\n")[0] + ("\n\n| change | time | cost | why |\n|---|---|---|---|\n" + rows if rows else "") + \
+            "".join(f"\n\n> {n}" for n in self.notes)
+
+def _fmt_s(s): return "unknown time" if s is None else "no deadline" if s == math.inf else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+def _fmt_cost(c): return "unpriced" if c is None else f"${c:.4f}"
+
+def fit_plan(p: RunPlan, deadline_s: float | None = None, max_cost: float | None = None) -> Fit:
+    "Does `p` fit `deadline_s` and `max_cost`? If not, the settings that would make it fit, each with its time and cost."
+    from dspyopt_nb.optimizers.protocol import resolve_knobs
+    e, cfg = p.estimate, p.config
+    over_t = deadline_s is not None and e.seconds is not None and e.seconds > deadline_s
+    over_c = max_cost is not None and e.cost is not None and e.cost > max_cost
+    out = Fit(not (over_t or over_c), e.seconds, e.cost, deadline_s, max_cost)
+    if deadline_s is not None and e.seconds is None:
+        out.notes.append(f"{p.lm_name} has not been timed yet, so the time is unknown. Fix: run a small run first "
+                         "(its latency is recorded), or record_latency(model, seconds, calls).")
+    if max_cost is not None and e.cost is None:
+        out.notes.append(f"{p.lm_name} has no price. Fix: set price={{'input': ..., 'output': ...}} in the config.")
+    if out.fits: return out
+    scale = lambda calls: calls / max(1, e.metric_calls)
+    at = lambda k: (None if e.seconds is None else round(e.seconds * k, 1), None if e.cost is None else round(e.cost * k, 6))
+    if over_t and is_remote(p.lm):
+        need = math.ceil(p.num_threads * e.seconds / deadline_s)
+        out.suggestions.append(Suggestion("num_threads", need, round(e.seconds * p.num_threads / need, 1), e.cost,
+                                          f"{need} calls at once instead of {p.num_threads}; the server must serve that many (same cost)"))
+    fixed = len(p.val) + 2 * len(p.test)  # baseline and held-out proof: every preset pays these
+    for preset in p.optimizer.presets:
+        if preset == cfg.preset: continue
+        calls = p.optimizer.estimate(resolve_knobs(cfg.optimizer, preset, cfg.knobs), len(p.train), len(p.val)) + fixed
+        s, c = at(scale(calls))
+        if calls < e.metric_calls and (not over_t or s <= deadline_s) and (not over_c or c <= max_cost):
+            out.suggestions.append(Suggestion("preset", preset, s, c, f"about {calls} metric calls instead of {e.metric_calls}"))
+    k = min(deadline_s / e.seconds if over_t else 1, max_cost / e.cost if over_c else 1)
+    cap = int(e.metric_calls * k) - fixed
+    if cap >= len(p.val) and p.optimizer.name != "none":
+        s, c = at(k)
+        out.suggestions.append(Suggestion("max_metric_calls", cap, s, c, "a hard cap: the optimizer stops there with its best so far"))
+    elif cap < len(p.val):
+        out.notes.append(f"even the baseline and held-out proof ({fixed} metric calls) do not fit. Fix: fewer n_val/n_test examples, "
+                         "a faster or cheaper model.")
+    if over_c: out.suggestions.append(Suggestion("max_cost", max_cost, None, max_cost, "a hard cap: the run stops when it has spent this"))
+    return out
+
+RunPlan.fit = fit_plan

@@ -296,7 +296,15 @@ def quiet_dspy():
     with _quiet["lock"]:  # runs may overlap (the magic runs in threads): the first in patches, the last out restores
         if _quiet["depth"] == 0:
             init, dspy_log = tqdm.tqdm.__init__, logging.getLogger("dspy")
-            def silent(self, *a, **kw): kw["disable"] = True; init(self, *a, **kw)
+            def silent(self, iterable=None, desc=None, total=None, leave=True, *a, **kw):
+                # a disabled bar, built without tqdm's own __init__: its bookkeeping of live bars raced when many
+                # runs made bars in threads at once (KeyError in WeakSet.remove, seen with optimize_many)
+                with tqdm.tqdm.get_lock(): tqdm.tqdm._instances.discard(self)
+                if total is None and iterable is not None:
+                    try: total = len(iterable)
+                    except (TypeError, AttributeError): total = None
+                self.iterable, self.desc, self.total, self.leave, self.disable = iterable, desc or "", total, leave, True
+                self.n, self.pos, self.postfix, self.unit, self.unit_scale = kw.get("initial", 0), 0, None, "it", False
             tqdm.tqdm.__init__ = silent  # bars made before a run (ours, the dashboard's) keep working
             hs = _handlers()
             for h in hs: h.addFilter(_quiet["filter"])

@@ -1,0 +1,197 @@
+"""The dspyopt panel in a real JupyterLab, driven by Playwright with Debian's headless Chromium: open the panel, start a
+run on a bundled task with a scripted model from the form and watch its progress reach 100 %, open its detail, stop a
+second run, compare the two, and see a run started by `%dspyopt run` in a notebook appear in the panel. Screenshots
+go to test-artifacts/ (the GitHub workflow uploads them).
+
+The extension is the one `make` installs into the virtualenv (share/jupyter/labextensions/dspyopt and the server
+extension's jupyter_server_config.d file); from a checkout that is not the installed one (another worktree), the
+fixture points JupyterLab at this checkout's build instead."""
+import json, os, signal, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+HERE = Path(__file__).parent
+REPO = HERE.parent
+BUILT = REPO / "dspyopt_nb" / "labextension"
+ARTIFACTS = REPO / "test-artifacts"
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium"),
+              pytest.mark.skipif(not (BUILT / "package.json").exists(), reason="the labextension is not built: make labextension")]
+STEADY, SLOW = "scripted:panel_models:steady_sentiment", "scripted:panel_models:slow_sentiment"
+
+
+def _free_port() -> int:
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def installed_here() -> bool:
+    "True when the virtualenv's labextension is this checkout's build and the server extension is enabled there."
+    ext = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "dspyopt"
+    cfg = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "dspyopt_nb.json"
+    return ext.exists() and ext.resolve() == BUILT.resolve() and cfg.exists()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    "JupyterLab on loopback with the dspyopt extension, a fresh runs directory, and a notebook using the magic."
+    root = tmp_path / "root"; root.mkdir()
+    cells = ["import sys; sys.path.insert(0, %r)\n%%load_ext dspyopt_nb.notebook.magics" % str(HERE),
+             f"%dspyopt run sst2 --lm {SLOW} --optimizer bootstrap --n-train 20 --n-val 10 --n-test 20 --seed 7 --no-tracking"]
+    (root / "magic.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},
+        "outputs": [], "source": s} for i, s in enumerate(cells)], "metadata": {"kernelspec": {"display_name": "Python 3",
+        "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}))
+    news = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = {**os.environ, "DSPYOPT_RUNS": str(tmp_path / "runs"), "DSPY_CACHEDIR": str(tmp_path / "dspy_cache"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]), "PYTHONUNBUFFERED": "1"}
+    env.pop("DSPYOPT_NO_PROGRESS", None)
+    if not installed_here():  # another checkout's venv: use this checkout's build and enable its server extension
+        data = tmp_path / "jupyter-data" / "labextensions"; data.mkdir(parents=True)
+        (data / "dspyopt").symlink_to(BUILT.resolve())
+        env["JUPYTER_PATH"] = str(tmp_path / "jupyter-data")
+        cfg = tmp_path / "jupyter-config"; cfg.mkdir(exist_ok=True)
+        (cfg / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {"dspyopt_nb.notebook.server": True}}}))
+    port = _free_port()
+    log = open(tmp_path / "lab.log", "w")
+    p = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
+                          "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+                          "--LabApp.expose_app_in_browser=True"]  # XSRF checked: the panel sends its token as JupyterLab does
+                         + (["--allow-root"] if os.geteuid() == 0 else []),
+                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if p.poll() is not None: pytest.fail("jupyter lab exited:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+        try:
+            if urllib.request.urlopen(url + "/dspyopt/api/settings", timeout=2).status == 200: break
+        except Exception: time.sleep(0.5)
+    else:
+        os.killpg(p.pid, signal.SIGKILL); pytest.fail("jupyter lab (with the dspyopt server extension) did not answer in 90 s:\n"
+                                                    + (tmp_path / "lab.log").read_text()[-3000:])
+    yield url
+    os.killpg(p.pid, signal.SIGTERM)
+    try: p.wait(20)
+    except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait(10)
+    log.close()
+
+
+def _wait(cond, timeout, what, page, poll=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v: return v
+        page.wait_for_timeout(int(poll * 1000))
+    page.screenshot(path=str(ARTIFACTS / "panel_timeout.png"))
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (screenshot: test-artifacts/panel_timeout.png)")
+
+
+def _start_from_form(page, lm: str, shot: str | None = None):
+    page.locator(".dspyopt-runs button", has_text="New run").click()
+    form = page.locator(".dspyopt-form:visible")
+    form.locator(".dspyopt-tab", has_text="Form").click()
+    form.locator("#dspyopt-field-lm").wait_for()
+    form.locator("#dspyopt-field-optimizer").select_option("bootstrap")
+    for name, value in (("lm", lm), ("n_train", "20"), ("n_val", "10"), ("n_test", "20")):
+        form.locator(f"#dspyopt-field-{name}").fill(value)
+    form.locator("#dspyopt-field-tracking").uncheck()
+    if shot: page.screenshot(path=str(ARTIFACTS / shot))
+    form.locator(".dspyopt-start").click()
+
+
+def _percent(tab) -> int | None:
+    t = tab.locator(".dspyopt-progress-text")
+    if t.count() == 0: return None
+    txt = t.first.inner_text().strip()
+    return int(txt.rstrip("%")) if txt.endswith("%") else None
+
+
+def test_panel_in_jupyterlab(lab):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                          "--no-first-run", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(f"{lab}/lab")
+            # 1. the panel: an icon in the left bar, empty at first, with a hint of how to start
+            tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
+            tab.wait_for(timeout=90_000)
+            tab.click()
+            panel = page.locator("#dspyopt-panel")
+            _wait(lambda: "No runs yet" in panel.inner_text(), 30, "the empty panel", page)
+            assert page.evaluate("() => window.jupyterapp.commands.hasCommand('dspyopt:new-run')")
+
+            # 2. a malformed YAML config is refused, saying where and how to fix it; nothing starts
+            page.locator(".dspyopt-runs button", has_text="New run").click()
+            form = page.locator(".dspyopt-form:visible")
+            form.locator(".dspyopt-tab", has_text="YAML").click()
+            form.locator("textarea.dspyopt-yaml").fill("task: sst2\noptimizer: [bootstrap\n")
+            form.locator(".dspyopt-start").click()
+            _wait(lambda: form.locator(".dspyopt-error").count() > 0, 30, "the YAML error", page)
+            assert "not valid YAML at line" in form.locator(".dspyopt-error").inner_text() and "Fix:" in form.locator(".dspyopt-error").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "panel_form_error.png"))
+
+            # 3. a run from the form: its tab opens and its progress climbs to 100 %, then the detail fills in
+            _start_from_form(page, STEADY, shot="panel_form.png")
+            run_tab = page.locator(".dspyopt-detail:visible")
+            seen = []
+            def finished():
+                p = _percent(run_tab)
+                if p is not None and (not seen or seen[-1] != p): seen.append(p)
+                return run_tab.locator(".dspyopt-comparison").count() > 0 and seen and seen[-1] == 100
+            _wait(finished, 120, "the first run to finish in its tab", page, poll=0.05)
+            assert any(0 < p < 100 for p in seen) and seen == sorted(seen), seen
+            assert "finished" in run_tab.locator(".dspyopt-detail-title .dspyopt-badge").inner_text()
+            assert "Held-out test" in run_tab.locator(".dspyopt-comparison").inner_text()
+            assert run_tab.locator(".dspyopt-chart circle").count() >= 2
+            assert "program.json" in run_tab.locator(".dspyopt-program").inner_text()
+            _wait(lambda: panel.locator(".dspyopt-row").count() == 1 and "finished" in panel.locator(".dspyopt-row").first.inner_text(),
+                  15, "the run listed as finished in the panel", page)
+            page.screenshot(path=str(ARTIFACTS / "panel_run_detail.png"))
+
+            # 4. a slower run, stopped from its tab: it ends 'stopped', with a result
+            _start_from_form(page, SLOW)
+            run_tab = page.locator(".dspyopt-detail:visible")
+            _wait(lambda: (_percent(run_tab) or 0) > 5, 60, "the second run to progress", page)
+            assert panel.locator(".dspyopt-row .dspyopt-status-running").count() == 1  # live in the list too
+            run_tab.locator(".dspyopt-actions .dspyopt-stop").click()
+            _wait(lambda: run_tab.locator(".dspyopt-comparison").count() > 0, 60, "the stopped run's result", page)
+            assert "stopped" in run_tab.locator(".dspyopt-detail-title .dspyopt-badge").inner_text()
+            assert not run_tab.locator(".dspyopt-actions .dspyopt-resume").is_disabled()
+            page.screenshot(path=str(ARTIFACTS / "panel_stopped.png"))
+
+            # 5. compare the two: tick both in the panel, then Compare
+            _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-stopped").count() == 1, 15, "the stopped run in the list", page)
+            for i in range(2): panel.locator(".dspyopt-row .dspyopt-check").nth(i).check()
+            panel.locator("button", has_text="Compare").click()
+            cmp = page.locator(".dspyopt-compare:visible")
+            _wait(lambda: cmp.locator(".dspyopt-verdict").count() > 0, 30, "the comparison", page)
+            assert "held-out examples" in cmp.locator(".dspyopt-verdict").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "panel_compare.png"))
+
+            # 6. beside the magic: a run started with %dspyopt run in a notebook appears in the panel, live
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'magic.ipynb'})")
+            ready = """async () => { const nb = window.jupyterapp.shell.currentWidget; if (!nb || !nb.sessionContext) return false;
+                await nb.sessionContext.ready; const k = nb.sessionContext.session && nb.sessionContext.session.kernel;
+                return !!k && k.status === 'idle'; }"""
+            _wait(lambda: page.evaluate(ready), 90, "the notebook's kernel", page, poll=0.5)
+            page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget; nb.content.activeCellIndex = 0; "
+                          "await window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            _wait(lambda: panel.locator(".dspyopt-row").count() == 3, 90, "the magic's run in the panel", page)
+            _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-running").count() == 1, 30, "the magic's run shown running", page)
+            page.screenshot(path=str(ARTIFACTS / "panel_magic_run.png"))
+            _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-finished").count() == 2, 90, "the magic's run finished in the panel", page)
+
+            # 7. the MLflow UI opens in a main-area tab (starting `mlflow server` for the local store takes 20-70 s on 2 busy
+            # cores: tests/test_server_ext.py checks the address it answers; the lesson 03_server starts one for real)
+            panel.locator("button", has_text="MLflow").click()
+            _wait(lambda: page.locator(".jp-MainAreaWidget .dspyopt-mlflow").count() == 1, 15, "the MLflow tab", page)
+            assert page.locator(".lm-TabBar-tab.jp-mod-current").inner_text().strip() == "MLflow"
+        finally:
+            browser.close()
