@@ -43,15 +43,14 @@ case "$mode" in
     remember learner
     exec dspyopt learner "$@" ;;
   job)
-    remember job
     [ $# -ge 1 ] || die "job needs a config. Fix: dspyopt-entrypoint job /config/job.yaml [--set KEY=VALUE ...]"
+    remember job
     exec dspyopt run "$@" ;;
   lab)
-    remember lab
     need JUPYTER_TOKEN "set it to a long random string (a Secret in Kubernetes); JupyterLab asks for it."
+    remember lab
     exec jupyter lab --ip "$HOST" --port "${JUPYTER_PORT:-8888}" --no-browser --ServerApp.root_dir="${JUPYTER_ROOT:-$PWD}" "$@" ;;
   mlflow)
-    remember mlflow
     need MLFLOW_BACKEND_STORE_URI "a database URL for MLflow's runs and registry, e.g. postgresql+psycopg://mlflow:PASSWORD@db/mlflow."
     args=(server --host "$HOST" --port "${MLFLOW_PORT:-5000}" --workers "${MLFLOW_WORKERS:-2}"
           --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --serve-artifacts
@@ -68,6 +67,7 @@ case "$mode" in
       export MLFLOW_AUTH_CONFIG_PATH="$ini"
       args+=(--app-name basic-auth)
     fi
+    remember mlflow
     exec mlflow "${args[@]}" "$@" ;;
   exporter)
     remember exporter
@@ -84,7 +84,10 @@ print('dspyopt-entrypoint: store', re.sub(r'//[^@/]*@', '//***@', store_url()), 
       exporter) path="http://127.0.0.1:${DSPYOPT_EXPORTER_PORT:-9108}/metrics" ;;
       *)      exit 0 ;;   # scheduler, learner, job: alive while the container runs (tini exits with them)
     esac
-    exec python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('$path', timeout=4).status == 200 else 1)" ;;
+    exec python -c "
+import sys, urllib.request
+try: sys.exit(0 if urllib.request.urlopen('$path', timeout=4).status == 200 else 1)
+except Exception as e: sys.exit(f'dspyopt-entrypoint: $running does not answer at $path: {e}')" ;;
   -h|--help|help)
     sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
