@@ -218,3 +218,24 @@ def test_mlflow_basic_auth_by_the_entrypoint(tmp_path):
         ini = next((tmp_path / "stack/state/mlflow").glob("*.ini"))
         assert oct(ini.stat().st_mode & 0o777) == "0o600"                                      # the password only there, owner-only
         assert stack.password not in (tmp_path / "stack/logs/mlflow.log").read_text()
+
+# -- operations: a tested restore -----------------------------------------------------------------------------------
+
+def test_postgres_backup_restores_the_rows(postgres_url, tmp_path):
+    "pg_dump of a store, a table dropped, pg_restore: the rows and the migration state are back."
+    from sqlalchemy import text
+    from dspyopt_nb.deploy.ops import pg_backup, pg_restore_to
+    from dspyopt_nb.store.db import get_engine, migrate
+    heads = migrate(postgres_url)
+    with get_engine(postgres_url).begin() as c:
+        c.execute(text("create table deploy_backup_test (id serial primary key, body text)"))
+        c.execute(text("insert into deploy_backup_test (body) values ('kept'), ('also kept')"))
+    dump = pg_backup(postgres_url, tmp_path / "store.dump")
+    try:
+        with get_engine(postgres_url).begin() as c: c.execute(text("drop table deploy_backup_test"))
+        pg_restore_to(dump, postgres_url)
+        with get_engine(postgres_url).connect() as c:
+            assert [r[0] for r in c.execute(text("select body from deploy_backup_test order by id"))] == ["kept", "also kept"]
+            assert sorted(r[0] for r in c.execute(text("select version_num from alembic_version"))) == sorted(heads)
+    finally:
+        with get_engine(postgres_url).begin() as c: c.execute(text("drop table if exists deploy_backup_test"))
