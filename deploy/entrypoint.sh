@@ -13,6 +13,8 @@
 #   dspyopt-entrypoint health                            exit 0 when the process this container runs answers
 #   dspyopt-entrypoint ANY OTHER COMMAND                 run it as is (a shell, dspyopt runs list, pg_dump, ...)
 #
+# DSPYOPT_LOG_FORMAT=json makes the dspyopt commands log JSON lines (dspyopt_nb.deploy.logs): the runtime logs each
+# request with the request id of its trace and feedback.
 # Secrets (database URLs with passwords, MLflow credentials, tokens, keys) come only from the environment; none is
 # ever written to the image or printed.
 set -euo pipefail
@@ -25,6 +27,11 @@ die() { echo "dspyopt-entrypoint: $*" >&2; exit 2; }
 need() { [ -n "${!1:-}" ] || die "\$$1 is not set. Fix: $2"; }
 remember() { echo "$1" > "$STATE/dspyopt-mode"; }   # `health` reads it: the healthcheck runs in a process of its own
 
+# DSPYOPT_LOG_FORMAT=json: the dspyopt commands log one JSON object per line, the runtime one per request with its id
+exec_dspyopt() {
+  if [ "${DSPYOPT_LOG_FORMAT:-text}" = json ]; then exec python -m dspyopt_nb.deploy.logs "$@"; else exec dspyopt "$@"; fi
+}
+
 mode="${1:-serve}"
 [ $# -gt 0 ] && shift
 
@@ -35,17 +42,17 @@ case "$mode" in
     [ -n "${DSPYOPT_DB_URL:-}" ] && args+=(--db "$DSPYOPT_DB_URL")
     [ -n "${MLFLOW_TRACKING_URI:-}" ] && args+=(--tracking-uri "$MLFLOW_TRACKING_URI")
     if [ "${DSPYOPT_MIGRATE:-1}" = 1 ]; then "$0" migrate; fi
-    exec dspyopt serve "${args[@]}" "$@" ;;
+    exec_dspyopt serve "${args[@]}" "$@" ;;
   scheduler)
     remember scheduler
-    exec dspyopt scheduler "$@" ;;
+    exec_dspyopt scheduler "$@" ;;
   learner)
     remember learner
-    exec dspyopt learner "$@" ;;
+    exec_dspyopt learner "$@" ;;
   job)
     [ $# -ge 1 ] || die "job needs a config. Fix: dspyopt-entrypoint job /config/job.yaml [--set KEY=VALUE ...]"
     remember job
-    exec dspyopt run "$@" ;;
+    exec_dspyopt run "$@" ;;
   lab)
     need JUPYTER_TOKEN "set it to a long random string (a Secret in Kubernetes); JupyterLab asks for it."
     remember lab
@@ -89,7 +96,7 @@ import sys, urllib.request
 try: sys.exit(0 if urllib.request.urlopen('$path', timeout=4).status == 200 else 1)
 except Exception as e: sys.exit(f'dspyopt-entrypoint: $running does not answer at $path: {e}')" ;;
   -h|--help|help)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     exec "$mode" "$@" ;;
 esac

@@ -201,6 +201,10 @@ def test_stack_serves_takes_feedback_exports_metrics_and_stops(tmp_path):
         with socket.socket() as s: assert s.connect_ex(("127.0.0.1", port)) != 0                 # and its port is closed
     log = (tmp_path / "stack/logs/runtime.log").read_text()
     assert "Traceback" not in log, log[-2000:]
+    lines = [json.loads(l) for l in log.splitlines() if l.startswith("{")]                    # JSON logs, one per request
+    logged = {l.get("request_id") for l in lines if l.get("path") == "/v1/programs/sst2/predict" and l["status"] == 200}
+    assert {p["request_id"] for p in out["predictions"]} <= logged, lines[-5:]
+    assert any(l.get("path") == "/v1/feedback" and l.get("request_id") == out["predictions"][0]["request_id"] for l in lines)
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
