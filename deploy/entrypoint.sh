@@ -4,7 +4,7 @@
 #
 #   dspyopt-entrypoint serve [dspyopt serve options]     the runtime (predict, feedback, experiments, /metrics) on $DSPYOPT_PORT
 #   dspyopt-entrypoint scheduler [options]               cron schedules of job configs (dspyopt scheduler)
-#   dspyopt-entrypoint learner [options]                 drift detection and gated re-optimization (dspyopt learner)
+#   dspyopt-entrypoint learner CONFIG.yaml [options]     drift detection and gated re-optimization (dspyopt learn)
 #   dspyopt-entrypoint job CONFIG.yaml [options]         one papermill job now (dspyopt run); exit 0 ok, 1 failed, 2 bad config
 #   dspyopt-entrypoint lab                               JupyterLab on $JUPYTER_PORT (token from $JUPYTER_TOKEN)
 #   dspyopt-entrypoint mlflow                            MLflow tracking server with basic-auth on $MLFLOW_PORT
@@ -47,8 +47,9 @@ case "$mode" in
     remember scheduler
     exec_dspyopt scheduler "$@" ;;
   learner)
+    [ $# -ge 1 ] || die "learner needs a learner config. Fix: dspyopt-entrypoint learner /config/learner.yaml (fields: dspyopt_nb.learn.learner.LearnConfig)"
     remember learner
-    exec_dspyopt learner "$@" ;;
+    exec_dspyopt learn "$@" ;;
   job)
     [ $# -ge 1 ] || die "job needs a config. Fix: dspyopt-entrypoint job /config/job.yaml [--set KEY=VALUE ...]"
     remember job
