@@ -72,12 +72,13 @@ export: $(STAMP)
 	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
 
 # The deployment files (deploy/, .github/workflows): the Dockerfile linted (hadolint), the shell scripts (shellcheck), the
-# workflows (actionlint), the image's pins within settings.ini's ranges, every Kubernetes overlay rendered, validated
+# workflows (actionlint), compose.yaml against the Compose Specification, the image's pins within settings.ini's ranges, every Kubernetes overlay rendered, validated
 # against the Kubernetes schemas and checked against the policies (dspyopt_nb.deploy.k8s). A few seconds; no daemon.
 deploy-check: $(STAMP)
 	$(BIN)/hadolint deploy/Dockerfile
 	$(BIN)/shellcheck deploy/entrypoint.sh deploy/ci/*.sh
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 	$(BIN)/python deploy/lock.py --check
 	$(BIN)/python -m dspyopt_nb.deploy.k8s check deploy/k8s/overlays/dev deploy/k8s/overlays/staging deploy/k8s/overlays/prod deploy/k8s/ci
 

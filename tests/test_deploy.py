@@ -64,6 +64,15 @@ def test_compose_secrets_from_the_environment_only():
     assert all(not v.strip() for k, v in example.items() if re.search(r"PASSWORD|SECRET|TOKEN|KEK", k)), example   # placeholders only
     assert "deploy/.env" in (ROOT / ".gitignore").read_text()
 
+def test_compose_and_workflows_match_their_schemas(tmp_path):
+    "compose.yaml against the Compose Specification, the workflows against GitHub's schema (check-jsonschema's copies)."
+    r = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "deploy/compose.yaml"); assert r.returncode == 0, r.stdout
+    r = run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, (ROOT / ".github/workflows").glob("*.yaml")))
+    assert r.returncode == 0, r.stdout
+    bad = tmp_path / "compose.yaml"
+    bad.write_text("services:\n  runtime:\n    image: x:1\n    portz: [\"8000:8000\"]\n")
+    assert run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(bad)).returncode != 0
+
 def test_entrypoint_modes_refuse_with_a_fix(tmp_path):
     env = dict(DSPYOPT_STATE_DIR=str(tmp_path), MLFLOW_BACKEND_STORE_URI="")
     r = run(str(entrypoint()), "job", env=env); assert r.returncode == 2 and "Fix:" in r.stderr, r.stderr
