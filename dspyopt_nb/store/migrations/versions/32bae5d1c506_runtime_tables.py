@@ -1,14 +1,14 @@
-"""runtime tables: requests, feedback, experiments, exposures, decisions
+"""runtime tables
 
-Revision ID: b55f0a4f71f6
-Revises: 
-Create Date: 2026-11-30 00:06:26.211743
+Revision ID: 32bae5d1c506
+Revises: (none: the first revision of the runtime branch)
+Create Date: 2026-11-30 00:15:37.846230
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = 'b55f0a4f71f6'
+revision = '32bae5d1c506'
 down_revision = None
 branch_labels = ('runtime',)
 depends_on = None
@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('created', sa.Float(), nullable=False),
     sa.Column('updated', sa.Float(), nullable=False),
     sa.Column('stage_started', sa.Float(), nullable=False),
+    sa.Column('state', sa.Text(), nullable=False),
     sa.Column('mlflow_run_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_runtime_experiments'))
     )
