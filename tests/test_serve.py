@@ -203,3 +203,20 @@ def test_fuzz_the_api_from_its_openapi_schema(app_url):
         if r.status_code >= 400: assert "Fix:" in r.json()["error"], r.text
     one()
     assert {200, 404, 422} <= seen
+
+def test_magic_lists_and_reports_experiments(tmp_path, monkeypatch):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from dspyopt_nb.store.db import migrate
+    from dspyopt_nb.serve.experiments import ExperimentSpec, Variant, start_experiment
+    from dspyopt_nb.serve.report import ExperimentReport
+    db = f"sqlite:///{tmp_path}/store.db"; migrate(db)
+    start_experiment(ExperimentSpec(name="magic-exp", program="sst2", variants=[Variant(name="a", ref="1"), Variant(name="b", ref="2")],
+                                    p_base=0.5, mde=0.3, n_min=10), url=db, resolve=str, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "dspyopt_nb.notebook.magics")
+    table = shell.run_line_magic("dspyopt", f"experiments --db {db}")
+    assert [r["run_id"] for r in table] == ["magic-exp"] and "running" in table._repr_markdown_()
+    rep = shell.run_line_magic("dspyopt", f"experiments magic-exp --db {db} -o rep")
+    assert isinstance(rep, ExperimentReport) and shell.user_ns["rep"] is rep and "stage **1%**" in rep._repr_markdown_()
+    with pytest.raises(UsageError, match="Fix:"): shell.run_line_magic("dspyopt", f"experiments nope --db {db}")
