@@ -220,3 +220,66 @@ def test_magic_lists_and_reports_experiments(tmp_path, monkeypatch):
     rep = shell.run_line_magic("dspyopt", f"experiments magic-exp --db {db} -o rep")
     assert isinstance(rep, ExperimentReport) and shell.user_ns["rep"] is rep and "stage **1%**" in rep._repr_markdown_()
     with pytest.raises(UsageError, match="Fix:"): shell.run_line_magic("dspyopt", f"experiments nope --db {db}")
+
+def _inprocess(tmp_path, spec: dict):
+    "An in-process runtime with SST-2's zero-shot and few-shot programs as variants, and an experiment on them."
+    import dspy
+    from dspyopt_nb.data import load_task
+    from dspyopt_nb.engines.scripted import scripted_lm
+    from dspyopt_nb.serve.experiments import start_experiment
+    from dspyopt_nb.serve.runtime import Runtime
+    from serve_toy import oracle
+    task = load_task("sst2")
+    few = task.program(); few.demos = [dspy.Example(review="a dull mess", sentiment="negative"), dspy.Example(review="a delight", sentiment="positive")]
+    rt = Runtime(f"sqlite:///{tmp_path}/store.db", lm=scripted_lm(oracle))
+    rt.add_program("sst2", task.program(), "zero-shot"); rt.add_program("sst2", few, "few-shot")
+    start_experiment(dict(program="sst2", variants=[dict(name="zero-shot", ref="zero-shot"), dict(name="few-shot", ref="few-shot")], **spec),
+                     url=rt.url, resolve=str, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    rt.refresh()
+    return rt, task.examples()[:200]
+
+def test_shadow_stage_mirrors_traffic_then_advances(tmp_path):
+    from dspyopt_nb.serve.analysis import request_frame
+    from dspyopt_nb.serve.experiments import decisions, get_experiment
+    from dspyopt_nb.serve.rollout import Rollout
+    rt, exs = _inprocess(tmp_path, dict(name="shadowed", shadow=True, metric="label", stages=[0.5], shadow_min=25, p_base=0.5, mde=0.3))
+    for ex in exs[:40]:
+        p = rt.predict("sst2", {"review": ex.review}, wait=True)
+        assert p.variant == "zero-shot"                                  # users only ever see the control
+        rt.feedback(p.request_id, label=ex.sentiment)
+    rt.pool.shutdown(wait=True); rt.flush()
+    df = request_frame(rt.url, "shadowed", 0)
+    assert (df["source"] == "shadow").sum() == 40 and set(df.loc[df["source"] == "shadow", "mirror_of"]) <= set(df["id"])
+    Rollout(rt.url, set_alias=lambda *a: None, aliases=lambda n: {}).step_all()
+    d = decisions("shadowed", rt.url)[-1]
+    assert d["kind"] == "advanced" and "shadow" in d["reason"], d
+    assert d["details"]["shadow"]["few-shot"]["better"]                  # scored against the labels the primaries got
+    assert get_experiment("shadowed", rt.url).weights == {"few-shot": 0.5, "zero-shot": 0.5}
+    rt.writer.close()
+
+def test_bandit_moves_traffic_to_the_better_arm(tmp_path):
+    from dspyopt_nb.serve.experiments import decisions, get_experiment
+    from dspyopt_nb.serve.rollout import Rollout
+    rt, exs = _inprocess(tmp_path, dict(name="bandit", mode="bandit", metric="label", stages=[0.5], p_base=0.5, mde=0.3, n_min=30))
+    ctl = Rollout(rt.url, set_alias=lambda *a: None, aliases=lambda n: {})
+    for k in range(20):
+        for ex in exs[10 * k: 10 * (k + 1)]:
+            p = rt.predict("sst2", {"review": ex.review}, wait=True)
+            rt.feedback(p.request_id, label=ex.sentiment)
+        ctl.step_all(); rt.refresh()
+        if get_experiment("bandit", rt.url).status != "running": break
+    kinds = [d["kind"] for d in decisions("bandit", rt.url)]
+    assert "reweighted" in kinds and kinds[-1] == "promoted", kinds
+    assert get_experiment("bandit", rt.url).winner == "few-shot"
+    rt.close()
+
+@pytest.mark.slow
+def test_decision_log_is_append_only_on_postgres(postgres_url):
+    from sqlalchemy.exc import DBAPIError
+    from dspyopt_nb.store.db import migrate, session
+    from dspyopt_nb.serve.models import Decision
+    migrate(postgres_url)
+    with session(postgres_url) as s: s.add(Decision(ts=time.time(), experiment_id="pg-log", kind="started", reason="test", details="{}"))
+    for sql in ("update runtime_decisions set reason = 'x' where experiment_id = 'pg-log'", "delete from runtime_decisions"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with session(postgres_url) as s: s.execute(text(sql))
