@@ -256,6 +256,8 @@ COMMANDS = {
     "demo": ("optimize the bundled SST-2 task with the embedded model (make demo)", "dspyopt_nb.cli:_demo"),
     "schedule": ("cron schedules of job configs: add, list, remove", "dspyopt_nb.cli:_schedule"),
     "scheduler": ("run the scheduler (long-running; SIGTERM or Ctrl-C stops it)", "dspyopt_nb.cli:_scheduler"),
+    "serve": ("serve programs over HTTP with experiments and rollout (long-running)", "dspyopt_nb.serve.cli:_serve"),
+    "experiments": ("experiments in the runtime store: list, show, stop", "dspyopt_nb.serve.cli:_experiments"),
 }
 
 def usage() -> str:

@@ -25,7 +25,7 @@ __all__ = ['COMMANDS', 'NAME_FIELDS', 'RUNS', 'CONFIG_TRAITS', 'Dspyopt', 'looku
            'start_run', 'wait_for', 'load_ipython_extension', 'unload_ipython_extension']
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #6962b07a
-COMMANDS = ("run", "status", "list", "show", "compare", "stop", "resume", "lm", "help")
+COMMANDS = ("run", "status", "list", "show", "compare", "stop", "resume", "lm", "experiments", "help")
 
 def _line(e: BaseException) -> str:
     "An exception as one line."
@@ -339,6 +339,28 @@ class _Commands:
         except (ValueError, RuntimeError) as e: raise UsageError(f"{_line(e)} (and no variable {self.lm!r} holds a dspy.LM in the notebook)") from None
         return LMReport(self.lm, self.device, device_info_of(lm_), torch_devices())
 
+    def experiments_cmd(self, args, cell):
+        "experiments: the runtime's experiments, or one experiment's live report (--watch SECONDS refreshes it)."
+        from dspyopt_nb.serve.experiments import ExperimentError, list_experiments
+        from dspyopt_nb.serve.report import experiment_report
+        if not args.names:
+            exps = list_experiments(args.db)
+            rows = [dict(run_id=e.id, program=e.spec.program, status=e.status, stage=e.stage_name, winner=e.winner or "",
+                         allocation=", ".join(f"{k} {v:.0%}" for k, v in e.weights.items()), started=e.created) for e in exps]
+            return RunTable(rows, empty="no experiments yet. Fix: start one (start_experiment(...), POST /v1/experiments).",
+                            cols=("run_id", "program", "status", "stage", "allocation", "winner", "started"))
+        try: rep = experiment_report(args.names[0], args.db)
+        except ExperimentError as e: raise UsageError(_line(e)) from None
+        if args.out: self.ns[args.out] = rep
+        if not args.watch: return rep
+        from IPython.display import Markdown, display
+        handle, end = display(Markdown(rep._repr_markdown_()), display_id=True), time.time() + args.watch
+        while time.time() < end and rep.exp.status in ("running", "promoted"):
+            time.sleep(2.0)
+            rep = experiment_report(args.names[0], args.db)
+            handle.update(Markdown(rep._repr_markdown_()))
+        return None
+
     def help_cmd(self, args, cell): print(self.dspyopt.__doc__)
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #773bd7cf
@@ -355,6 +377,7 @@ _HELP = """Optimize DSPy programs from the notebook.
   %dspyopt stop [RUN]                                 stop a run (the latest by default) with its best so far
   %dspyopt resume RUN                                 run again with the same settings (finished calls are cached)
   %dspyopt lm [MODEL] [--device DEV]                  show or set the model and the device it runs on
+  %dspyopt experiments [NAME] [--watch S] [--db URL]  the runtime's experiments, or one's live allocation, results, decisions
   %dspyopt help
 
 Every run setting is an option (--optimizer, --preset, --n-train, --max-metric-calls, ...) and a default:
@@ -368,7 +391,7 @@ def _config_options(func):
     return func
 
 @magic_arguments()
-@argument("command", nargs="?", help="run | status | list | show | compare | stop | resume | lm | help")
+@argument("command", nargs="?", help="run | status | list | show | compare | stop | resume | lm | experiments | help")
 @argument("names", nargs="*", help="run: TASK, or PROGRAM TRAINSET METRIC; show/stop/resume/status: RUN; compare: RUN RUN or TASK; lm: MODEL")
 @argument("-o", "--out", help="bind the result to this name")
 @argument("--valset", help="validation set (a name in the notebook)")
@@ -380,6 +403,8 @@ def _config_options(func):
 @argument("--wait", action="store_true", help="block until the run ends")
 @argument("--quiet", action="store_true", help="no progress display")
 @argument("-n", "--limit", type=int, default=20, help="rows for list")
+@argument("--db", help="experiments: the runtime store's URL (default: $DSPYOPT_DB_URL, else SQLite beside the runs)")
+@argument("--watch", type=float, help="experiments NAME: refresh the report for this many seconds")
 @_config_options
 def _dspyopt(self, line: str = "", cell: str | None = None):
     args = self._parse(line)
