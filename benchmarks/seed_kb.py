@@ -45,12 +45,15 @@ def plan_runs() -> list[dict]:
     return out
 
 def settings(r: dict) -> dict:
-    cap = None if r["optimizer"] == "none" else 8 * r["n_val"] + N_TRAIN   # one metric-call budget for every optimizer of a cell
+    cap = None if r["optimizer"] == "none" else 6 * r["n_val"] + N_TRAIN   # one metric-call budget for every optimizer of a cell
     return dict(**source(r["task"]), optimizer=r["optimizer"], preset=r["preset"], knobs=r["knobs"], seed=r["seed"], n_train=N_TRAIN,
-                n_val=r["n_val"], n_test=N_TEST, lm="local", max_metric_calls=cap, tags={"dspyopt.origin": "seed", "dspyopt.seed_task": r["task"]})
+                n_val=r["n_val"], n_test=N_TEST, max_metric_calls=cap, tags={"dspyopt.origin": "seed", "dspyopt.seed_task": r["task"]})
 
 def run(a):
+    from dspyopt_nb.engines.lm import lm
     from dspyopt_nb.optimize import optimize
+    # one llama.cpp thread: on a shared, oversubscribed machine its threads' spin barriers cost more than they give
+    model = lm("local", n_threads=a.threads)
     runs_dir = Path(a.runs_dir).resolve(); runs_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = runs_dir / "seed_manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else dict(sessions=[], runs={})
@@ -61,9 +64,9 @@ def run(a):
         if time.time() - t0 > a.max_minutes * 60: print(f"stopping: --max-minutes {a.max_minutes} reached", flush=True); break
         s = settings(r)
         if a.dry_run:
-            p = optimize(config=s, dry_run=True, progress=False); print(p.summary()); continue
+            p = optimize(config=s, lm=model, dry_run=True, progress=False); print(p.summary()); continue
         t1 = time.time()
-        try: res = optimize(config=s, progress=False)
+        try: res = optimize(config=s, lm=model, progress=False)
         except Exception as e:
             print(f"[{i + 1}/{len(todo)}] {r['task']} {r['optimizer']} seed {r['seed']}: FAILED {type(e).__name__}: {e}", flush=True)
             manifest["runs"][f"{r['task']}/{r['optimizer']}/{r['seed']}/{json.dumps(r['knobs'], sort_keys=True)}"] = dict(**r, error=str(e)); continue
@@ -94,6 +97,7 @@ ap.add_argument("phase", choices=["run", "build"])
 ap.add_argument("--runs-dir", default=os.environ.get("DSPYOPT_SEED_RUNS", str(Path.home() / ".cache" / "dspyopt" / "seed_runs")))
 ap.add_argument("--max-minutes", type=float, default=100)
 ap.add_argument("--dry-run", action="store_true")
+ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads of the embedded model")
 ap.add_argument("--out", default=str(ROOT / "dspyopt_nb" / "data" / "insights" / "seed_kb.jsonl"))
 a = ap.parse_args()
 os.environ["DSPYOPT_RUNS"] = str(Path(a.runs_dir).resolve())   # the seed's own run catalogue and MLflow store
