@@ -16,10 +16,10 @@ os.environ.setdefault("DSPYOPT_NO_PROGRESS", "1")
 from _common import ROOT, provenance, write_result
 
 GSM8K = os.environ.get("DSPYOPT_GSM8K", str(Path(ROOT).parent.parent / "shared" / "data" / "gsm8k" / "test.jsonl"))
-N_TRAIN, N_TEST = 40, 60
+N_TRAIN, N_TEST = 30, 40
 # (task, seed, n_val): validation sizes alternate so the knowledge base sees shrinkage at two sizes
 CELLS = {"sst2": [(0, 15), (1, 30), (2, 15), (3, 30)], "agnews": [(0, 15), (1, 30), (2, 15), (3, 30)],
-         "banking77": [(0, 20), (1, 20)], "gsm8k": [(0, 20), (1, 20)]}
+         "banking77": [(0, 20), (1, 20)], "gsm8k": [(0, 20)]}
 CORE = [("none", "light", {}), ("bootstrap", "light", {}), ("gated", "light", {"gate": True}), ("gated", "light", {"gate": False}),
         ("mipro", "light", dict(num_candidates=4, num_trials=8))]
 EXTRA = [("ga", "light", dict(population_size=6, minibatch_size=6, bootstrap_examples=8, n_proposals=3)),
@@ -92,13 +92,16 @@ def build(a):
     write_result("seed_kb", dict(runs=len(rows), finished=sum(r.get("status") == "finished" for r in rows),
                                  wall_s=sum(s.get("wall_s", 0) for s in manifest["sessions"]), records=n, out=str(out.relative_to(ROOT)), rows=rows))
 
-ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("phase", choices=["run", "build"])
-ap.add_argument("--runs-dir", default=os.environ.get("DSPYOPT_SEED_RUNS", str(Path.home() / ".cache" / "dspyopt" / "seed_runs")))
-ap.add_argument("--max-minutes", type=float, default=100)
-ap.add_argument("--dry-run", action="store_true")
-ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads of the embedded model")
-ap.add_argument("--out", default=str(ROOT / "dspyopt_nb" / "data" / "insights" / "seed_kb.jsonl"))
-a = ap.parse_args()
-os.environ["DSPYOPT_RUNS"] = str(Path(a.runs_dir).resolve())   # the seed's own run catalogue and MLflow store
-(run if a.phase == "run" else build)(a)
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("phase", choices=["run", "build"])
+    ap.add_argument("--runs-dir", default=os.environ.get("DSPYOPT_SEED_RUNS", str(Path.home() / ".cache" / "dspyopt" / "seed_runs")))
+    ap.add_argument("--max-minutes", type=float, default=100)
+    ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads of the embedded model")
+    ap.add_argument("--out", default=str(ROOT / "dspyopt_nb" / "data" / "insights" / "seed_kb.jsonl"))
+    a = ap.parse_args()
+    os.environ["DSPYOPT_RUNS"] = str(Path(a.runs_dir).resolve())   # the seed's own run catalogue and MLflow store
+    (run if a.phase == "run" else build)(a)
+
+if __name__ == "__main__": main()
