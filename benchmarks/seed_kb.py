@@ -16,17 +16,17 @@ os.environ.setdefault("DSPYOPT_NO_PROGRESS", "1")
 from _common import ROOT, provenance, write_result
 
 GSM8K = os.environ.get("DSPYOPT_GSM8K", str(Path(ROOT).parent.parent / "shared" / "data" / "gsm8k" / "test.jsonl"))
-N_TRAIN, N_TEST = 30, 40
+N_TRAIN, N_TEST = 24, 30
 # (task, seed, n_val): validation sizes alternate so the knowledge base sees shrinkage at two sizes
-CELLS = {"sst2": [(0, 15), (1, 30), (2, 15), (3, 30)], "agnews": [(0, 15), (1, 30), (2, 15), (3, 30)],
-         "banking77": [(0, 20), (1, 20)], "gsm8k": [(0, 20)]}
-CORE = [("none", "light", {}), ("bootstrap", "light", {}), ("gated", "light", {"gate": True}), ("gated", "light", {"gate": False}),
-        ("mipro", "light", dict(num_candidates=4, num_trials=8))]
+CELLS = {"sst2": [(0, 10), (1, 20), (2, 10), (3, 20)], "agnews": [(0, 10), (1, 20), (2, 10), (3, 20)],
+         "banking77": [(0, 10), (1, 20)], "gsm8k": [(0, 10)]}
+CORE = [("none", "light", {}), ("gated", "light", {"gate": True}), ("gated", "light", {"gate": False}), ("bootstrap", "light", {}),
+        ("mipro", "light", dict(num_candidates=3, num_trials=5))]
 EXTRA = [("ga", "light", dict(population_size=6, minibatch_size=6, bootstrap_examples=8, n_proposals=3)),
          ("gepa", "light", {}), ("simba", "light", {}), ("bootstrap", "medium", {})]
-EXTRA_CELLS = {"ga": [("sst2", 0, 15), ("agnews", 0, 15), ("sst2", 1, 30), ("agnews", 1, 30)],
-               "gepa": [("sst2", 0, 15), ("agnews", 0, 15)], "simba": [("sst2", 0, 15), ("agnews", 0, 15)],
-               "bootstrap": [("sst2", 1, 30), ("agnews", 1, 30)]}
+EXTRA_CELLS = {"ga": [("sst2", 0, 10), ("agnews", 0, 10), ("sst2", 1, 20), ("agnews", 1, 20)],
+               "gepa": [("sst2", 0, 10), ("agnews", 0, 10)], "simba": [("sst2", 0, 10), ("agnews", 0, 10)],
+               "bootstrap": [("sst2", 1, 20), ("agnews", 1, 20)]}
 
 def source(task: str) -> dict:
     if task == "gsm8k": return dict(dataset=GSM8K, signature="question -> final", metric="exact_match:final")
@@ -45,7 +45,7 @@ def plan_runs() -> list[dict]:
     return out
 
 def settings(r: dict) -> dict:
-    cap = None if r["optimizer"] == "none" else 6 * r["n_val"] + N_TRAIN   # one metric-call budget for every optimizer of a cell
+    cap = None if r["optimizer"] == "none" else 5 * r["n_val"] + N_TRAIN   # one metric-call budget for every optimizer of a cell
     return dict(**source(r["task"]), optimizer=r["optimizer"], preset=r["preset"], knobs=r["knobs"], seed=r["seed"], n_train=N_TRAIN,
                 n_val=r["n_val"], n_test=N_TEST, max_metric_calls=cap, tags={"dspyopt.origin": "seed", "dspyopt.seed_task": r["task"]})
 
