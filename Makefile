@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pytest args (e.g. make test PYTEST_ARGS="-k lm")
 PYTEST_ARGS ?=
 
-.PHONY: install demo test check-sync export nbtest pytest docs readme bench clean
+.PHONY: install demo test check-sync export nbtest nbtest-slow pytest docs readme bench clean
 
 $(STAMP): settings.ini setup.py examples/dspyopt-greedy/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/python -c "from dspyopt_nb.demo import main; main()"
 
 # Notebooks and modules in sync, notebooks clean, lessons run (nbdev_test), then pytest (the slow, real paths).
-test: $(STAMP) $(VENV)/.apt check-sync nbtest pytest
+test: $(STAMP) $(VENV)/.apt check-sync nbtest nbtest-slow pytest
 
 check-sync: $(STAMP)
 	@before=$$(git status --porcelain -- dspyopt_nb nbs README.md | sort); \
@@ -53,6 +53,13 @@ export: $(STAMP)
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
+
+# The lessons whose slow cells (the embedded model, real servers) back what their prose says; the GA's, the torch
+# engine's and the scheduler's slow cells are run as tests instead (tests/test_ga.py, test_torch_engine.py, test_scheduler.py).
+SLOW_LESSONS := nbs/00_engines/04_adapter.ipynb nbs/07_stats/00_stats.ipynb nbs/30_notebook/01_magics.ipynb \
+	nbs/40_jobs/00_jobs.ipynb nbs/45_store/01_postgres.ipynb nbs/90_insights/00_analytics.ipynb
+nbtest-slow: $(STAMP) $(VENV)/.apt
+	for nb in $(SLOW_LESSONS); do $(BIN)/nbdev_test --flags slow --timing --path $$nb || exit 1; done
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10 tests $(PYTEST_ARGS)
