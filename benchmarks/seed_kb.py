@@ -33,13 +33,14 @@ def source(task: str) -> dict:
     return dict(task=task)
 
 def plan_runs() -> list[dict]:
-    "The runs, most informative first: every cell's core optimizers round by round, then the extras."
+    "The runs, most informative first: each round of cells without MIPRO (slow on a loaded CPU), then its MIPRO runs, then the extras."
     out = []
     for i in range(max(map(len, CELLS.values()))):
-        for task, cells in CELLS.items():
-            if i >= len(cells): continue
-            seed, n_val = cells[i]
-            for opt, preset, knobs in CORE: out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
+        cells = [(task, *cells[i]) for task, cells in CELLS.items() if i < len(cells)]
+        for slow in (False, True):
+            for task, seed, n_val in cells:
+                for opt, preset, knobs in CORE:
+                    if (opt == "mipro") == slow: out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
     for opt, preset, knobs in EXTRA:
         for task, seed, n_val in EXTRA_CELLS[opt]: out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
     return out
@@ -86,7 +87,7 @@ def build(a):
     kb = KnowledgeBase(f"sqlite:///{runs_dir / 'seed_kb.db'}")
     added = kb.sync(runs_dir)
     out = Path(a.out)
-    n = kb.export(out, provenance=dict(made_by="benchmarks/seed_kb.py run, then build", run_sessions=manifest["sessions"], build=provenance()))
+    n = kb.export(out, provenance=dict(made_by="benchmarks/seed_kb.py run, then build", run_sessions=manifest["sessions"], build=provenance()), paths=False)
     print(f"synced {added} runs; exported {n} records to {out} ({out.stat().st_size:,} bytes)")
     rows = list(manifest["runs"].values())
     write_result("seed_kb", dict(runs=len(rows), finished=sum(r.get("status") == "finished" for r in rows),

@@ -79,23 +79,39 @@ def test_the_shipped_seed_has_provenance_and_real_runs():
     assert all(r["lm"].startswith("local/gemma-3-270m") and r["outcomes"] for r in recs)
 
 
-def test_recommend_ranks_with_evidence_cost_and_traps():
+def test_recommend_ranks_with_evidence_and_the_planners_cost():
     from dspyopt_nb.insights.recommend import recommend
     out = recommend(task="sst2", config=dict(n_train=30, n_val=15, n_test=40), lm=toy_lm(), budget=200, kb=False)
     assert out.items and out.best.supporting and out.best.gain_low <= out.best.gain <= out.best.gain_high
     assert all(r.estimate and r.estimate["metric_calls"] > 0 for r in out.items)            # the planner priced each
-    assert out.best.settings["max_metric_calls"] == 200
-    assert any(w.startswith(("valset too small", "test set too small")) for w in out.warnings), out.warnings
+    assert out.best.settings["max_metric_calls"] == 200 and all("Fix:" in w for w in out.warnings)
+
+
+def test_recommend_warns_about_known_traps():
+    from dspyopt_nb.insights.recommend import recommend
+    def rec(task, key, gain, base=0.5, **kw):
+        opt, preset = key.split("/")
+        return dict(run_id=f"{task}{key}{gain}{base}", status="finished", task=task, config_key=key, optimizer=opt, preset=preset, knobs={},
+                    held_out_gain=gain, validation_gain=gain + 0.1, shrinkage=0.1, n_val=15, n_labels=2, label_balance=1.0, input_chars=100,
+                    n_predictors=1, lm_params_b=0.27, lm_class="tiny", lm="local/gemma-3-270m", metric_calls=100, wall_s=30, lm_calls=100,
+                    baseline=base, optimized=base + gain, **kw)
+    small = [rec("a", "bootstrap/light", 0.04), rec("b", "bootstrap/light", 0.06), rec("a", "gepa/light", 0.0)]
+    out = recommend(task="sst2", config=dict(n_train=30, n_val=15, n_test=40), lm="local", records=small, price=False)
+    starts = [w.split(":")[0] for w in out.warnings]
+    assert {"valset too small", "test set too small", "GEPA with a weak reflection LM", "shrinkage"} <= set(starts), out.warnings
     assert all("Fix:" in w for w in out.warnings)
-    gepa = recommend(task="sst2", config=dict(n_train=30, n_val=15, n_test=40), lm="local", kb=False, price=False)
-    assert any(w.startswith("GEPA with a weak reflection LM") for w in gepa.warnings), gepa.warnings
+    high = recommend(task="sst2", config=dict(n_train=30, n_val=15, n_test=40), lm="local", records=[rec("a", "bootstrap/light", 0.02, 0.95)], price=False)
+    assert any(w.startswith("saturating metric") for w in high.warnings), high.warnings
+    floor = recommend(task="sst2", config=dict(n_train=30, n_val=15, n_test=40), lm="local", records=[rec("a", "bootstrap/light", 0.01, 0.0)], price=False)
+    assert any(w.startswith("floor") for w in floor.warnings), floor.warnings
 
 
 def test_leave_one_task_out_covers_every_task():
     from dspyopt_nb.insights.recommend import validate_recommendations
     recs = knowledge(False)
     v = validate_recommendations(recs)
-    assert set(v["task"]) == {r["task"] for r in recs} and (v["best"] >= v["realised"] - 1e-12).all()
+    assert set(v["task"]) == {r["task"] for r in recs} and v["realised"].notna().sum() >= 2
+    assert ((v["best"] >= v["realised"] - 1e-12) | v["realised"].isna()).all()
 
 
 def test_cli_kb_and_recommend(tmp_path):
@@ -106,8 +122,7 @@ def test_cli_kb_and_recommend(tmp_path):
         out = subprocess.run(cli + list(args), capture_output=True, text=True, timeout=300, env=env)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout
-    assert "recommend" in run("--help") and "kb" in run("--help")
-    assert "0 run(s) added" in run("kb", "sync")
+    assert "recommend" in run("--help")
     assert "1 run(s) merged" in run("kb", "import", str(_one_record(tmp_path)))
     assert "held-out gain per configuration" in run("kb", "patterns", "--no-seed")
     res = json.loads(run("recommend", "--task", "agnews", "--n-val", "20", "--n-test", "40", "--max-metric-calls", "150", "--json", "--top", "3"))
