@@ -19,6 +19,7 @@ def main():
     ap.add_argument("--tasks", default=",".join(CELLS))
     ap.add_argument("--runs-dir", default=os.environ.get("DSPYOPT_SEED_RUNS", str(Path.home() / ".cache" / "dspyopt" / "seed_runs")))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--missing", choices=["run", "skip"], default="run", help="a pair not finished in the runs directory: run it, or leave it out")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     os.environ["DSPYOPT_RUNS"] = str(Path(a.runs_dir).resolve())
@@ -32,7 +33,12 @@ def main():
             res = {}
             for gate in (True, False):
                 r = dict(task=task, seed=seed, n_val=n_val, optimizer="gated", preset="light", knobs={"gate": gate})
+                if a.missing == "skip":
+                    p = optimize(config=settings(r), lm=model, dry_run=True)
+                    done = p.run_dir / "result.json"
+                    if not done.exists() or json.loads(done.read_text()).get("status") != "finished": break
                 res[gate] = optimize(config=settings(r), lm=model, progress=False)
+            if len(res) < 2: print(f"{task} seed {seed} n_val {n_val}: not in the runs directory, left out (--missing skip)", flush=True); continue
             g, u = res[True], res[False]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -58,6 +64,7 @@ def main():
         print(f"{t:10s} gated {s['gain_gated']:+.3f} (sd {s['sd_gated']:.3f})  ungated {s['gain_ungated']:+.3f} (sd {s['sd_ungated']:.3f})  "
               f"diff {s['diff']:+.3f} [{s['diff_ci90'][0]:+.3f}, {s['diff_ci90'][1]:+.3f}]  shrinkage {s['shrinkage_gated']:+.3f} vs {s['shrinkage_ungated']:+.3f}")
     path = write_result("gated_search", dict(args=vars(a) | {"runs_dir": "(the seed's runs directory)"}, rows=rows, per_task=per_task, overall=overall,
+                                             planned_pairs=sum(len(CELLS[t]) for t in a.tasks.split(",")),
                                              wall_s=round(time.time() - t0)), a.out)
     print(f"written to {path}")
 
