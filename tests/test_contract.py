@@ -8,6 +8,7 @@ KNOBS = {"none": {}, "bootstrap": dict(num_candidate_programs=2),
          "mipro": dict(num_candidates=2, num_trials=3, minibatch_size=6, max_bootstrapped_demos=2, max_labeled_demos=2),
          "gepa": dict(max_metric_calls=60), "simba": dict(max_steps=2, num_candidates=2, bsize=6, max_demos=2),
          "ga": dict(population_size=4, generations=2, minibatch_size=6, bootstrap_examples=6, n_proposals=2, elite_count=1),
+         "gated": dict(num_candidates=3, max_labeled_demos=2),
          "greedy": dict(max_demos=2, candidates_per_step=2, minibatch_size=6)}
 _CONTRACTS = {}
 

@@ -25,7 +25,7 @@ __all__ = ['COMMANDS', 'NAME_FIELDS', 'RUNS', 'CONFIG_TRAITS', 'Dspyopt', 'looku
            'start_run', 'wait_for', 'load_ipython_extension', 'unload_ipython_extension']
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #6962b07a
-COMMANDS = ("run", "status", "list", "show", "compare", "stop", "resume", "lm", "experiments", "help")
+COMMANDS = ("run", "status", "list", "show", "compare", "stop", "resume", "lm", "experiments", "recommend", "help")
 
 def _line(e: BaseException) -> str:
     "An exception as one line."
@@ -361,6 +361,20 @@ class _Commands:
             handle.update(Markdown(rep._repr_markdown_()))
         return None
 
+    def recommend_cmd(self, args, cell):
+        "recommend: ranked configurations for a task (or PROGRAM TRAINSET METRIC) from the knowledge base; --max-metric-calls is the budget."
+        from dspyopt_nb.insights.recommend import recommend
+        settings, names = self._settings(args, cell)
+        objs = {k: lookup(self.ns, v, k) for k, v in names.items()}
+        lm_ = notebook_lm(settings.get("lm"), self.ns) or settings.pop("lm", None) or self.lm
+        budget = settings.pop("max_metric_calls", None)
+        keep = {k: v for k, v in settings.items() if k in ("task", "dataset", "signature", "metric", "rename", "n_train", "n_val", "n_test", "seed")}
+        data = objs.get("trainset") if "valset" not in objs else (objs["trainset"], objs["valset"], objs.get("testset"))
+        try: out = recommend(objs.get("program"), data, lm_, budget, metric=objs.get("metric"), config=keep, reflection_lm=settings.get("reflection_lm"))
+        except (ValueError, OptimizeError) as e: raise UsageError(_line(e)) from None
+        if args.out: self.ns[args.out] = out
+        return out
+
     def help_cmd(self, args, cell): print(self.dspyopt.__doc__)
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #773bd7cf
@@ -378,6 +392,7 @@ _HELP = """Optimize DSPy programs from the notebook.
   %dspyopt resume RUN                                 run again with the same settings (finished calls are cached)
   %dspyopt lm [MODEL] [--device DEV]                  show or set the model and the device it runs on
   %dspyopt experiments [NAME] [--watch S] [--db URL]  the runtime's experiments, or one's live allocation, results, decisions
+  %dspyopt recommend sst2 --max-metric-calls 300      configurations ranked by the knowledge base, with cost and evidence
   %dspyopt help
 
 Every run setting is an option (--optimizer, --preset, --n-train, --max-metric-calls, ...) and a default:
@@ -391,8 +406,8 @@ def _config_options(func):
     return func
 
 @magic_arguments()
-@argument("command", nargs="?", help="run | status | list | show | compare | stop | resume | lm | experiments | help")
-@argument("names", nargs="*", help="run: TASK, or PROGRAM TRAINSET METRIC; show/stop/resume/status: RUN; compare: RUN RUN or TASK; lm: MODEL")
+@argument("command", nargs="?", help="run | status | list | show | compare | stop | resume | lm | experiments | recommend | help")
+@argument("names", nargs="*", help="run, recommend: TASK, or PROGRAM TRAINSET METRIC; show/stop/resume/status: RUN; compare: RUN RUN or TASK; lm: MODEL")
 @argument("-o", "--out", help="bind the result to this name")
 @argument("--valset", help="validation set (a name in the notebook)")
 @argument("--testset", help="held-out test set (a name in the notebook)")

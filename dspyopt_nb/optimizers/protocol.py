@@ -141,7 +141,8 @@ ENTRY_POINT_GROUP = "dspyopt.optimizers"
 # the built-ins, also declared as entry points: listed here too so a source checkout that was never installed finds them
 BUILTINS = {"none": "dspyopt_nb.optimizers.builtin:NONE", "mipro": "dspyopt_nb.optimizers.builtin:MIPRO",
             "gepa": "dspyopt_nb.optimizers.builtin:GEPA", "bootstrap": "dspyopt_nb.optimizers.builtin:BOOTSTRAP",
-            "simba": "dspyopt_nb.optimizers.builtin:SIMBA", "ga": "dspyopt_nb.optimizers.ga.optimizer:GA"}
+            "simba": "dspyopt_nb.optimizers.builtin:SIMBA", "ga": "dspyopt_nb.optimizers.ga.optimizer:GA",
+            "gated": "dspyopt_nb.insights.gated:GATED"}
 
 def _add(name: str, obj, source: str):
     missing = conforms(obj)

@@ -15,7 +15,7 @@ from .recorder import MetricWrapper, RunState, evaluate_scores, make_meter, quie
 from .result import OptimizationResult
 
 # %% auto #0
-__all__ = ['UNPARSED_SHARE', 'sigterm_stops', 'execute']
+__all__ = ['UNPARSED_SHARE', 'FINISH_HOOKS', 'HOOK_GROUP', 'sigterm_stops', 'run_finish_hooks', 'execute']
 
 # %% ../../nbs/10_run/07_execute.ipynb #b7e824ed
 @contextlib.contextmanager
@@ -60,6 +60,21 @@ def _subscribers(plan: RunPlan, stream: EventStream, callbacks, progress):
             tags={TAG_RUN_ID: plan.run_id, TAG_RUN_DIR: str(plan.run_dir), **({TAG_TASK: cfg.task} if cfg.task else {}), **cfg.tags})
         subs.append(stream.subscribe(tracker))
     return subs, tracker
+
+FINISH_HOOKS: dict[str, str] = {"knowledge base": "dspyopt_nb.insights.kb:record_finished"}
+HOOK_GROUP = "dspyopt.run_finished"
+
+def run_finish_hooks(plan: RunPlan, result: OptimizationResult):
+    "Call each finish hook with (plan, result): the knowledge base's, then plugins' (entry points `dspyopt.run_finished`)."
+    import importlib.metadata, os
+    from dspyopt_nb.engines.lm import import_ref
+    if os.environ.get("DSPYOPT_NO_HOOKS"): return
+    refs = {**FINISH_HOOKS, **{ep.name: ep.value for ep in importlib.metadata.entry_points(group=HOOK_GROUP)}}
+    for name, ref in refs.items():
+        try: import_ref(ref, "finish hook")(plan, result)
+        except Exception as e:  # the run is saved already: a hook never fails it
+            warnings.warn(f"the {name} finish hook failed on run {result.run_id}: {type(e).__name__}: {e}. The result is saved "
+                          f"in {plan.run_dir}. Fix: correct the hook ({ref}); `dspyopt kb sync` records runs the knowledge base missed.")
 
 def _best_so_far(program, state: RunState):
     "The best fully evaluated candidate's program (the baseline when nothing beat it)."
@@ -132,10 +147,11 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
         state.phase = "done"
         state.budget_event()
         stream.emit(LogSummary(counts=dict(state.logs)))
+        best_state = best.dump_state()
         result = OptimizationResult(
             run_id=plan.run_id, optimizer=plan.optimizer.name, preset=cfg.preset, seed=cfg.seed, lm=plan.lm_name, status=status,
-            program_state=best.dump_state(), baseline_scores=base_scores, optimized_scores=opt_scores, comparison=comparison,
-            candidates=list(state.candidates), trials=[e.to_dict() for e in stream.of("trial_finished")], usage=state.usage(),
+            program_state=best_state, baseline_scores=base_scores, optimized_scores=opt_scores, comparison=comparison,
+            candidates=list(state.candidates), selected=state.candidate_id(best_state, len(plan.val)), trials=[e.to_dict() for e in stream.of("trial_finished")], usage=state.usage(),
             errors=list(state.errors), parse_failures=state.parse_failures, notices=[n.message for n in notices],
             log_summary=dict(state.logs), data=plan.data, config=cfg.model_dump(mode="json"), estimate=plan.estimate.to_dict(),
             run_dir=str(run_dir), message=message)
@@ -151,4 +167,5 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
                                 p_value=comparison.get("p_value"), message=message))
         for s in subs: stream.unsubscribe(s)
         stream.close()
+        run_finish_hooks(plan, result)
         return result

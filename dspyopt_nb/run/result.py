@@ -28,6 +28,7 @@ class OptimizationResult:
     optimized_scores: list = field(default_factory=list)
     comparison: dict = field(default_factory=dict)      # stats.PairedComparison.to_dict()
     candidates: list = field(default_factory=list)      # list[Candidate]
+    selected: int | None = None                         # id of the candidate the run returned (None: not scored on all of validation)
     trials: list = field(default_factory=list)
     usage: dict = field(default_factory=dict)           # lm_calls, metric_calls, input/output tokens, cost, wall_s
     errors: list = field(default_factory=list)          # real faults: metric exceptions, LM failures and timeouts
@@ -52,6 +53,25 @@ class OptimizationResult:
     def best_candidate(self) -> Candidate | None:
         full = [c for c in self.candidates if c.full] or self.candidates
         return max(full, key=lambda c: c.score) if full else None
+    @property
+    def selected_candidate(self) -> Candidate | None:
+        "The candidate the run returned: `selected` when it is known, else the best full-validation score."
+        hit = [c for c in self.candidates if c.id == self.selected] if self.selected is not None else []
+        return hit[0] if hit else self.best_candidate
+    @property
+    def validation_gain(self) -> float | None:
+        "The returned program's validation score minus the baseline's (candidate 0): the gain the search saw."
+        s, b = self.selected_candidate, next((c for c in self.candidates if c.id == 0), None)
+        return None if s is None or b is None or not (s.full and b.full) else s.score - b.score
+    @property
+    def held_out_gain(self) -> float | None:
+        "Optimized minus baseline on the held-out test: the gain that is real."
+        return None if self.optimized is None else self.optimized - self.baseline
+    @property
+    def shrinkage(self) -> float | None:
+        "Validation gain minus held-out gain: how much picking the best of many candidates on validation flattered it."
+        v, h = self.validation_gain, self.held_out_gain
+        return None if v is None or h is None else v - h
 
     def load_program(self, program):
         "A copy of `program` (same structure as the one optimized) with the best state loaded."
@@ -110,6 +130,10 @@ def _usage_line(u: dict) -> str:
     return (f"{u.get('lm_calls', 0)} LM calls, {u.get('input_tokens', 0) + u.get('output_tokens', 0):,} tokens, "
             f"{u.get('metric_calls', 0)} metric calls{money}, {u.get('wall_s', 0) or 0:.0f} s")
 
+def _shrinkage_line(r: OptimizationResult) -> str:
+    return (f"validation gain {_signed(r.validation_gain)} -> held-out gain {_signed(r.held_out_gain)}: shrinkage "
+            f"{_signed(r.shrinkage)} (the winner of a search on validation scores looks better there than it is)")
+
 def _summary(self: OptimizationResult) -> str:
     "One line: baseline -> optimized on the held-out test, with the interval and p-value."
     c = self.comparison or {}
@@ -130,6 +154,7 @@ def _report(self: OptimizationResult) -> str:
                   f"  difference {_signed(c.get('diff'))}, 95% CI {_ci(c)}, p = {_p(c.get('p_value'))} ({c.get('test', '?')})",
                   f"  relative improvement: {_lift(c)}"]
         lines += [f"  note: {n_}" for n_ in c.get("notes") or []]
+        if self.shrinkage is not None: lines.append("  " + _shrinkage_line(self))
     else: lines.append("  no held-out evaluation")
     lines.append("  " + _usage_line(self.usage or {}))
     if self.parse_failures: lines.append(f"  {self.parse_failures} prediction(s) could not be parsed (scored 0)")
@@ -150,6 +175,7 @@ def _repr_markdown_(self: OptimizationResult) -> str:
     if c:
         md += [f"| difference | {_signed(c.get('diff'))} (95% CI {_ci(c)}) |", f"| p-value | {_p(c.get('p_value'))} ({c.get('test', '')}) |",
                f"| relative lift | {_lift(c)} |"]
+    if self.shrinkage is not None: md.append(f"| validation → held-out gain | {_signed(self.validation_gain)} → {_signed(self.held_out_gain)} (shrinkage {_signed(self.shrinkage)}) |")
     md += ["", _usage_line(u) + (f"; {self.parse_failures} unparsed predictions (scored 0)" if self.parse_failures else "")]
     md += [f"\n> ⚠️ {m}" for m in self.notices + list(c.get("notes") or [])]
     if c.get("why"): md += ["", _details("Why this test", c["why"])]

@@ -42,7 +42,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 # the modules that declare tables: imported before migrations are compared with the models
-MODEL_MODULES: list[str] = ["dspyopt_nb.serve.models"]
+MODEL_MODULES: list[str] = [
+    "dspyopt_nb.serve.models",     # the runtime (runtime_*)
+    "dspyopt_nb.insights.tables",   # the knowledge base (insights_*)
+]
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
