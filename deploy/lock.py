@@ -24,11 +24,13 @@ def requirements() -> list[Requirement]:
 
 def closure(reqs: list[Requirement]) -> dict[str, str]:
     "name -> installed version for `reqs` and their dependencies (markers evaluated for Linux, this Python)."
-    env, seen, todo = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux"}, {}, list(reqs)
+    env, seen, done, todo = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux"}, {}, set(), list(reqs)
     while todo:
         r = todo.pop()
         name = canonicalize_name(r.name)
-        if name in seen or (r.marker and not r.marker.evaluate(env | {"extra": ""})): continue
+        key = (name, frozenset(r.extras))      # a package reached again with other extras pulls in more
+        if key in done or (r.marker and not r.marker.evaluate(env | {"extra": ""})): continue
+        done.add(key)
         try: dist = metadata.distribution(r.name)
         except metadata.PackageNotFoundError: sys.exit(f"{r.name} is not installed. Fix: make install, then run this again.")
         seen[name] = dist.version
@@ -36,6 +38,7 @@ def closure(reqs: list[Requirement]) -> dict[str, str]:
             d = Requirement(s)
             extras = r.extras or set()
             if d.marker and not any(d.marker.evaluate(env | {"extra": e}) for e in (extras | {""})): continue
+            d.marker = None                    # evaluated here, against the extras it was asked with
             todo.append(d)
     return seen
 
