@@ -62,7 +62,9 @@ case "$mode" in
     need MLFLOW_BACKEND_STORE_URI "a database URL for MLflow's runs and registry, e.g. postgresql+psycopg://mlflow:PASSWORD@db/mlflow."
     args=(server --host "$HOST" --port "${MLFLOW_PORT:-5000}" --workers "${MLFLOW_WORKERS:-2}"
           --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --serve-artifacts
-          --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-$PWD/mlartifacts}")
+          --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-$PWD/mlartifacts}"
+          --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-mlflow,mlflow:*,mlflow.*,localhost,localhost:*,127.0.0.1,127.0.0.1:*}")
+    # (MLflow refuses Host headers it does not know, against DNS rebinding: clients reach it as the Service `mlflow`)
     if [ "${MLFLOW_AUTH:-basic}" = basic ]; then
       need MLFLOW_AUTH_ADMIN_USERNAME "the MLflow admin's user name (clients use it as MLFLOW_TRACKING_USERNAME)."
       need MLFLOW_AUTH_ADMIN_PASSWORD "the MLflow admin's password (clients use it as MLFLOW_TRACKING_PASSWORD)."

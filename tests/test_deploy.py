@@ -97,11 +97,12 @@ def test_entrypoint_migrate_and_exporter(tmp_path):
            "DSPYOPT_JOBS_DIR": str(tmp_path / "jobs"), "DSPYOPT_RUNS": str(tmp_path / "runs")}
     p = subprocess.Popen([str(entrypoint()), "exporter"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while run(str(entrypoint()), "health", env=env).returncode != 0:
+        deadline, m = time.monotonic() + 60, None
+        while m is None:
             assert p.poll() is None and time.monotonic() < deadline, p.stdout.read().decode()
-            time.sleep(0.3)
-        m = scrape(f"http://127.0.0.1:{port}")
+            try: m = scrape(f"http://127.0.0.1:{port}")
+            except Exception: time.sleep(0.3)
+        assert run(str(entrypoint()), "health", env=env).returncode == 0                     # the healthcheck finds it too
         assert m['dspyopt_job_runs{job="nightly",status="failed"}'] == 1.0
         assert m['dspyopt_job_last_finished_timestamp_seconds{job="nightly",status="failed"}'] == 20.0
     finally:
@@ -224,10 +225,16 @@ def test_mlflow_basic_auth_by_the_entrypoint(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(stack.mlflow_url + "/api/2.0/mlflow/experiments/search?max_results=1", timeout=20)
         assert e.value.code == 401
-        req = urllib.request.Request(stack.mlflow_url + "/api/2.0/mlflow/experiments/search?max_results=1")
         import base64
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{stack.username}:{stack.password}".encode()).decode())
-        assert urllib.request.urlopen(req, timeout=60).status == 200
+        def get(host=None):   # a new Request each time: urllib keeps the first Host it set over any added later
+            req = urllib.request.Request(stack.mlflow_url + "/api/2.0/mlflow/experiments/search?max_results=1")
+            req.add_header("Authorization", "Basic " + base64.b64encode(f"{stack.username}:{stack.password}".encode()).decode())
+            if host: req.add_header("Host", host)
+            return urllib.request.urlopen(req, timeout=60).status
+        assert get() == 200
+        assert get("mlflow:5000") == 200                                                        # as compose and Kubernetes reach it
+        with pytest.raises(urllib.error.HTTPError) as e: get("rebinding.example:5000")            # an unknown Host header is refused
+        assert e.value.code == 403
         ini = next((tmp_path / "stack/state/mlflow").glob("*.ini"))
         assert oct(ini.stat().st_mode & 0o777) == "0o600"                                      # the password only there, owner-only
         assert stack.password not in (tmp_path / "stack/logs/mlflow.log").read_text()
