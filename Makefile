@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pytest args (e.g. make test PYTEST_ARGS="-k lm")
 PYTEST_ARGS ?=
 
-.PHONY: install labextension demo test check-sync export nbtest nbtest-slow pytest docs lessons site readme bench clean
+.PHONY: install labextension demo test check-sync export nbtest nbtest-slow pytest deploy-check stack docs lessons site readme bench clean
 
 $(STAMP): settings.ini setup.py examples/dspyopt-greedy/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ demo: $(STAMP) $(VENV)/.labext
 	$(BIN)/python -c "from dspyopt_nb.demo import main; main()"
 
 # Notebooks and modules in sync, notebooks clean, lessons run (nbdev_test), then pytest (the slow, real paths).
-test: $(STAMP) $(VENV)/.apt $(VENV)/.labext check-sync nbtest nbtest-slow pytest
+test: $(STAMP) $(VENV)/.apt $(VENV)/.labext check-sync deploy-check nbtest nbtest-slow pytest
 
 check-sync: $(STAMP)
 	@before=$$(git status --porcelain -- dspyopt_nb nbs README.md | sort); \
@@ -70,6 +70,23 @@ export: $(STAMP)
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
 	mkdir -p dspyopt_nb/data/jobs && cp nbs/jobs/optimize.ipynb dspyopt_nb/data/jobs/   # the job notebook ships with the package
 	$(BIN)/python -c "from dspyopt_nb.docs_offline import readme; readme()"
+
+# The deployment files (deploy/, .github/workflows): the Dockerfile linted (hadolint), the shell scripts (shellcheck), the
+# workflows (actionlint), compose.yaml against the Compose Specification, the image's pins within settings.ini's ranges, every Kubernetes overlay rendered, validated
+# against the Kubernetes schemas and checked against the policies (dspyopt_nb.deploy.k8s). A few seconds; no daemon.
+deploy-check: $(STAMP)
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/shellcheck deploy/entrypoint.sh deploy/ci/*.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	$(BIN)/python deploy/lock.py --check
+	$(BIN)/python -m dspyopt_nb.deploy.k8s check deploy/k8s/overlays/dev deploy/k8s/overlays/staging deploy/k8s/overlays/prod deploy/k8s/ci
+
+# The production stack on one machine without containers: PostgreSQL, MLflow with basic-auth, the runtime serving the
+# demo program, the scheduler, all on 127.0.0.1 (dspyopt_nb.deploy.stack); Ctrl-C stops them. STACK_ARGS="--lm scripted:..."
+STACK_ARGS ?=
+stack: $(STAMP) $(VENV)/.apt
+	$(BIN)/python -m dspyopt_nb.deploy.stack up $(STACK_ARGS)
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
