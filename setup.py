@@ -20,7 +20,7 @@ setuptools.setup(
                  'Natural Language :: ' + cfg['language'].title(),
                  'Programming Language :: Python :: 3.11'],
     url=cfg['git_url'], packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
-    include_package_data=True, package_data={cfg['lib_name']: ['data/*', 'data/*/*', 'data/*/*/*']},
+    include_package_data=True, package_data={cfg['lib_name']: ['data/*', 'data/*/*', 'data/*/*/*', 'store/migrations/*', 'store/migrations/versions/*']},
     install_requires=reqs('requirements'),
     # torch is an extra: an unpinned torch would pull a multi-GB CUDA build
     extras_require={'dev': reqs('dev_requirements'), 'torch': reqs('torch_requirements')},

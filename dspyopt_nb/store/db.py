@@ -42,7 +42,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 # the modules that declare tables: imported before migrations are compared with the models
-MODEL_MODULES: list[str] = []
+MODEL_MODULES: list[str] = ["dspyopt_nb.security.tables"]
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -95,7 +95,7 @@ def migrations_dir() -> Path:
     except NameError:
         from nbdev.config import get_config
         pkg = get_config().lib_path
-    return pkg / "data" / "migrations"
+    return pkg / "store" / "migrations"  # not under data/: nbdev adds an __init__.py there, which would shadow dspyopt_nb.data
 
 def alembic_config(url: str | None = None):
     from alembic.config import Config
