@@ -18,7 +18,9 @@ def email():
     return f"{local}@{rng.choice(DOMAINS)}"
 
 def phone():
-    a, b, c = rng.randint(201, 989), rng.randint(200, 999), rng.randint(1000, 9999)
+    # assigned US area codes (a number in an unassigned one is no phone number: phonenumbers rightly rejects it)
+    a = rng.choice([212, 213, 206, 303, 305, 312, 404, 415, 503, 512, 617, 646, 702, 713, 718, 808, 917, 919, 949, 971])
+    b, c = rng.randint(200, 999), rng.randint(1000, 9999)
     return rng.choice([f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"+1 {a} {b} {c}", f"+1-{a}-{b}-{c}", f"{a}.{b}.{c}",
                        f"+44 20 7{rng.randint(100, 999)} {rng.randint(1000, 9999)}", f"+44 7{rng.randint(100, 999)} {rng.randint(100000, 999999)}",
                        f"+49 30 {rng.randint(1000000, 9999999)}", f"+33 1 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)}"])
@@ -43,9 +45,9 @@ def ssn():
 
 def nino():
     letters = "ABCEGHJKLMNPRSTWXYZ"
-    return rng.choice(["{}{}{:06d}{}", "{}{} {:02d} {:02d} {:02d} {}"]).format(
-        *([rng.choice(letters), rng.choice(letters), rng.randint(0, 999999), rng.choice("ABCD")] if rng.random() < 0.5 else
-          [rng.choice(letters), rng.choice(letters), rng.randint(0, 99), rng.randint(0, 99), rng.randint(0, 99), rng.choice("ABCD")]))
+    while (a := rng.choice(letters)) + (b := rng.choice(letters)) in ("BG", "GB", "NK", "KN", "NT", "TN", "ZZ"): pass  # never issued
+    n, suffix = f"{rng.randint(0, 999999):06d}", rng.choice("ABCD")
+    return rng.choice([f"{a}{b}{n}{suffix}", f"{a}{b} {n[:2]} {n[2:4]} {n[4:]} {suffix}"])
 
 def ip():
     if rng.random() < 0.75: return ".".join(str(rng.randint(1, 254)) for _ in range(4))
