@@ -214,6 +214,12 @@ COMMANDS = {
     "demo": ("optimize the bundled SST-2 task with the embedded model (make demo)", "dspyopt_nb.cli:_demo"),
     "schedule": ("cron schedules of job configs: add, list, remove", "dspyopt_nb.cli:_schedule"),
     "scheduler": ("run the scheduler (long-running; SIGTERM or Ctrl-C stops it)", "dspyopt_nb.cli:_scheduler"),
+    "keys": ("encryption keys: new, rotate (re-wraps every artifact), status", "dspyopt_nb.security.cli:keys"),
+    "access": ("identities, roles and API tokens: add, token, revoke, list", "dspyopt_nb.security.cli:access"),
+    "audit": ("the audit trail: verify (exit 1 when edited, deleted or reordered), list", "dspyopt_nb.security.cli:audit"),
+    "erase": ("erase one person's data from runs, jobs, datasets and MLflow, with a record", "dspyopt_nb.security.cli:erase"),
+    "compliance": ("security checks with evidence, HTML and JSON report; exit 1 when one fails", "dspyopt_nb.security.cli:compliance"),
+    "pii": ("scan files for personal data", "dspyopt_nb.security.cli:pii"),
 }
 
 def usage() -> str:
@@ -249,6 +255,8 @@ def main(argv=None) -> int:
     except RuntimeError as e:
         if type(e).__name__ != "JobLocked": raise
         print(f"dspyopt: {e}", file=sys.stderr); return 3
+    except PermissionError as e:  # AccessDenied: the acting identity may not do this (refused and audited)
+        print(f"dspyopt: {e}", file=sys.stderr); return 4
     except KeyboardInterrupt: print("dspyopt: interrupted", file=sys.stderr); return 130
 
 # %% ../nbs/40_jobs/01_cli.ipynb #5c86327c

@@ -253,6 +253,8 @@ def find_run(ref: str, root=None, *, tracking_uri: str | None = None) -> RunReco
     "The run whose id (or directory name) is or starts with `ref`; an ambiguous prefix is refused, listing the matches."
     ref = str(ref).strip()
     if not _SAFE.match(ref):
+        from dspyopt_nb.security.audit import audit_refusal
+        audit_refusal("find_run", ref[:200], "not a run id (path traversal or malformed)")
         raise OptimizeError(f"{ref!r} is not a run id. Fix: use an id (or a unique prefix) from `dspyopt runs list`; "
                             "ids are letters, digits, '-', '_' and '.' only.")
     recs = list_runs(root, tracking_uri=tracking_uri)
@@ -270,6 +272,8 @@ def load_result(mlflow_run_id: str, tracking_uri: str | None = None, *, verify: 
     import tempfile
     from dspyopt_nb.security.signing import load_json, verify_artifacts
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(mlflow_run_id)):
+        from dspyopt_nb.security.audit import audit_refusal
+        audit_refusal("load_result", str(mlflow_run_id)[:200], "not an MLflow run id (path traversal or malformed)")
         raise OptimizeError(f"{mlflow_run_id!r} is not an MLflow run id. Fix: pass the id MLflow shows (letters, digits, '-' and '_').")
     client = mlflow_client(tracking_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files need no bar
