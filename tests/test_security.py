@@ -292,6 +292,7 @@ def _free_port():
 @pytest.mark.slow
 def test_mlflow_basic_auth_server(tmp_path, monkeypatch):
     port = _free_port(); url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")   # a refusal is an answer, not a reason to retry with backoff
     (tmp_path / "auth.ini").write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path}/auth.db\n"
                                        "admin_username = admin\nadmin_password = s3cret-Admin-pw\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret",
