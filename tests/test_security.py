@@ -28,6 +28,7 @@ def _opt(run_dir, trainset=None, **kw):
 def _files(root) -> list[Path]: return [p for p in Path(root).rglob("*") if p.is_file()]
 
 def _denied(action: str | None = None, url=None) -> list[dict]:
+    "Refused attempts and failed logins in the audit trail, newest first."
     return [e for e in audit.audit_entries(url, limit=200) if e["outcome"] in ("denied", "failed") and (action is None or e["action"] == action)]
 
 @pytest.fixture
@@ -35,7 +36,9 @@ def keyfile(tmp_path, monkeypatch):
     "Encryption at rest on, with a key file."
     p = tmp_path / "kek.json"; write_key_file(p, Keyring(LocalKey.generate()))
     monkeypatch.setenv("DSPYOPT_ENCRYPT", "1"); monkeypatch.setenv("DSPYOPT_KEK_FILE", str(p))
-    return p
+    old = dspy.cache                                 # an encrypted run seals DSPy's LM cache: the next tests get it back
+    yield p
+    dspy.cache = old
 
 # -- artifacts at rest -------------------------------------------------------------------------------------------
 
@@ -50,6 +53,8 @@ def test_encrypted_run_leaves_no_plaintext_and_rotation_rewraps(tmp_path, tmp_ca
     for p in _files(run_dir) + _files(tmp_path / "mlartifacts"):
         assert demo.encode() not in p.read_bytes(), p
     assert not [p for p in _files(run_dir) if ".tmp" in p.name]
+    assert dspy.cache.dspyopt_kek == crypto.keyring().key_id                                # the LM cache is sealed too
+    assert _files(Path(os.environ["DSPY_CACHEDIR"]) / "sealed")
     assert load_run(res.run_id, tmp_path / "runs").program_state == res.program_state      # reads back, signature checked
     assert load_result(res.mlflow_run_id, uri, verify="strict").run_id == res.run_id       # MLflow's copy too
     assert list_runs(tmp_path / "runs")[0].baseline == res.baseline
@@ -58,6 +63,7 @@ def test_encrypted_run_leaves_no_plaintext_and_rotation_rewraps(tmp_path, tmp_ca
     with pytest.raises(CryptoError, match="Fix:"): load_run(res.run_id, tmp_path / "runs")
     monkeypatch.setenv("DSPYOPT_KEK", LocalKey.generate().to_b64())
     with pytest.raises(CryptoError, match="not among the configured keys"): load_run(res.run_id, tmp_path / "runs")
+    assert len(_denied("decrypt")) >= 2 and all(e["target"].startswith(str(run_dir)) for e in _denied("decrypt"))  # refused reads audited
     monkeypatch.delenv("DSPYOPT_KEK"); monkeypatch.setenv("DSPYOPT_KEK_FILE", str(keyfile))
     # rotation re-wraps the data keys, never the data, and the run stays valid
     from dspyopt_nb.security.cli import rotate_keys
@@ -214,7 +220,7 @@ def store(request, tmp_path):
     return base.rsplit("/", 1)[0] + "/" + name
 
 def test_tokens_roles_and_the_audit_chain(store):
-    from fastapi import Depends, FastAPI
+    from fastapi import Depends, FastAPI, Request
     from fastapi.testclient import TestClient
     auth.add_identity("vera", "viewer", url=store); auth.add_identity("dan", "deployer", url=store)
     viewer, deployer = auth.issue_token("vera", url=store), auth.issue_token("dan", days=1, url=store)
@@ -232,11 +238,20 @@ def test_tokens_roles_and_the_audit_chain(store):
     assert c.post("/promote", headers=H("x" * 10000)).status_code == 401    # oversized, malformed
     assert live["version"] == 1                                              # nothing changed
     assert c.post("/promote", headers=H(deployer)).json() == {"by": "dan"} and live["version"] == 2
+    # the serving runtime's hook (serve.app calls authorizer(request, action) before each endpoint)
+    hook, rt = auth.http_authorizer(url=store), FastAPI()
+    @rt.post("/v1/experiments/{exp}/stop")
+    async def stop(request: Request, exp: str):
+        who = await hook(request, "experiments.stop"); live["stopped"] = exp; return {"by": who.name}
+    r = TestClient(rt)
+    assert r.post("/v1/experiments/e1/stop", headers=H(viewer)).status_code == 403 and "stopped" not in live
+    assert r.post("/v1/experiments/e1/stop", headers=H(deployer)).json() == {"by": "dan"} and live["stopped"] == "e1"
     auth.revoke_token(deployer, url=store)
     assert c.post("/promote", headers=H(deployer)).status_code == 401 and live["version"] == 2   # a replayed revoked token
     reasons = [e["detail"].get("reason") for e in _denied("login", store)]
     assert {"the token expired", "the token was revoked", "no bearer token", "unknown token or wrong secret", "the token is malformed"} <= set(reasons)
     assert [e["actor"] for e in _denied("promote", store)] == ["token:vera"]
+    assert [e["actor"] for e in _denied("experiments.stop", store)] == ["token:vera"]
     # concurrent writers keep one chain
     errs = []
     def burst(i):
@@ -282,6 +297,14 @@ def test_cli_actions_are_authorized_and_audited(tmp_path):
         with pytest.raises(auth.AccessDenied, match="may not run"):
             run_job(dict(name="j", task="sst2", lm="scripted:toy:toy_model", output_dir=str(tmp_path / "jobs")))
     assert not (tmp_path / "jobs").exists()                                      # refused before anything was made
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance(); shell.run_line_magic("load_ext", "dspyopt_nb.notebook.magics")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("DSPYOPT_RUNS", str(tmp_path / "runs")); m.setenv("DSPYOPT_TOKEN", tok)
+        with pytest.raises(UsageError, match="may not run"): shell.run_line_magic("dspyopt", "run sst2 --optimizer none")
+    assert [(e["action"], e["detail"]["via"]) for e in _denied(url=url)[:2]] == [("run", "magic"), ("run", "job")]
+    assert not [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]          # no run folder was made
 
 # -- MLflow with its basic-auth app -------------------------------------------------------------------------------
 

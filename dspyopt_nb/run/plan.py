@@ -231,6 +231,8 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
         from dspyopt_nb.engines.lm import engine_of
         from dspyopt_nb.security.pii import PiiPolicy, guard_lm
         task_lm, refl_lm = (guard_lm(l, PiiPolicy(cfg.pii)) if l is not None and engine_of(l) is None else l for l in (task_lm, refl_lm))
+    from dspyopt_nb.security.crypto import seal_lm_cache
+    seal_lm_cache()  # DSPYOPT_ENCRYPT: the LM responses cached on disk are sealed like the run's artifacts
     problems = check_caps(cfg, len(val), priced=price_of(_lm_name(task_lm)) is not None)
     if problems: raise ConfigError("the run cannot start:\n" + "\n".join(f"  {p}" for p in problems), [p.split(": ", 1) for p in problems])
     from dspyopt_nb.engines.lm import engine_of

@@ -15,13 +15,18 @@ from .tables import IdentityRow, TokenRow, ensure_store
 from ..store.db import session
 
 # %% auto #0
-__all__ = ['ROLES', 'ACTIONS', 'AccessDenied', 'AuthError', 'role_allows', 'Identity', 'add_identity', 'issue_token',
-           'revoke_token', 'list_identities', 'authenticate', 'current_identity', 'authorize', 'require']
+__all__ = ['ROLES', 'ACTIONS', 'READ_ONLY', 'AccessDenied', 'AuthError', 'role_allows', 'Identity', 'add_identity', 'issue_token',
+           'revoke_token', 'list_identities', 'authenticate', 'current_identity', 'authorize', 'require',
+           'check_request', 'http_authorizer']
 
 # %% ../../nbs/70_security/04_auth.ipynb #046b4ea0
 ROLES = ("viewer", "experimenter", "deployer", "admin")
 ACTIONS = {"view": "viewer", "call": "viewer", "run": "experimenter", "experiment": "experimenter", "promote": "deployer", "rollback": "deployer",
-           "rotate_keys": "admin", "erase": "admin", "manage_identities": "admin", "audit": "admin"}
+           "rotate_keys": "admin", "erase": "admin", "manage_identities": "admin", "audit": "admin",
+           # the serving runtime's names for its endpoints (serve.app's `authorize(action)` hook)
+           "read": "viewer", "predict": "viewer", "feedback": "viewer", "experiments.write": "experimenter",
+           "experiments.stop": "experimenter"}
+READ_ONLY = frozenset({"view", "call", "read", "predict", "feedback"})  # allowed ones are not audited: they change nothing live
 
 class AccessDenied(PermissionError):
     "The identity may not do this (or could not be authenticated); the message names the role needed and the fix."
@@ -132,10 +137,10 @@ def current_identity(url: str | None = None) -> Identity:
 
 def authorize(action: str, *, identity: Identity | None = None, token: str | None = None, target: str = "", via: str = "cli",
               url: str | None = None, audit_allowed: bool | None = None) -> Identity:
-    "The acting identity if it may do `action`; else `AccessDenied`. Refusals are always audited; so are allowed actions other than 'view'."
+    "The acting identity if it may do `action`; else `AccessDenied`. Refusals are always audited; so are allowed actions that change something (not `READ_ONLY`)."
     ident = identity or (authenticate(token, url=url) if token else current_identity(url))
     ok = role_allows(ident.role, action)
-    if not ok or (audit_allowed if audit_allowed is not None else action != "view"):
+    if not ok or (audit_allowed if audit_allowed is not None else action not in READ_ONLY):
         record(action, "allowed" if ok else "denied", actor=ident.actor, target=target, detail=dict(role=ident.role, via=via), url=url)
     if not ok:
         need = ACTIONS.get(action, action)
@@ -147,16 +152,29 @@ def authorize(action: str, *, identity: Identity | None = None, token: str | Non
 def require(action: str, *, url: str | None = None):
     "A FastAPI dependency that authenticates the bearer token and authorizes `action` (401 / 403 otherwise)."
     from fastapi import HTTPException, Request
+    from fastapi import Request
     role_allows("admin", action)  # an unknown action fails when the app is built, not at the first request
-    def dependency(request: Request) -> Identity:
-        h = request.headers.get("authorization", "")
-        if not h.lower().startswith("bearer "):
-            record("login", "failed", actor=f"http:{request.client.host if request.client else '?'}",
-                   target=request.url.path, detail=dict(reason="no bearer token"), url=url)
-            raise HTTPException(401, "a bearer token is required. Fix: send 'Authorization: Bearer <token>'.", headers={"WWW-Authenticate": "Bearer"})
-        try: ident = authenticate(h[7:].strip(), url=url)
-        except AuthError as e: raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
-        try: return authorize(action, identity=ident, target=f"{request.method} {request.url.path}", via="api", url=url)
-        except AccessDenied as e: raise HTTPException(403, str(e)) from None
+    def dependency(request: Request) -> Identity: return check_request(request, action, url=url)
     dependency.__annotations__ = {"request": Request, "return": Identity}  # real classes: FastAPI reads them (postponed annotations are strings)
     return dependency
+
+def check_request(request, action: str, *, url: str | None = None) -> Identity:
+    "The identity behind a request's bearer token if it may do `action`; else `HTTPException` 401 (who?) or 403 (may not)."
+    from fastapi import HTTPException
+    h = request.headers.get("authorization", "")
+    if not h.lower().startswith("bearer "):
+        record("login", "failed", actor=f"http:{request.client.host if request.client else '?'}",
+               target=request.url.path, detail=dict(reason="no bearer token"), url=url)
+        raise HTTPException(401, "a bearer token is required. Fix: send 'Authorization: Bearer <token>'.", headers={"WWW-Authenticate": "Bearer"})
+    try: ident = authenticate(h[7:].strip(), url=url)
+    except AuthError as e: raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+    try: return authorize(action, identity=ident, target=f"{request.method} {request.url.path}", via="api", url=url)
+    except AccessDenied as e: raise HTTPException(403, str(e)) from None
+
+# %% ../../nbs/70_security/04_auth.ipynb #141ca800
+def http_authorizer(*, url: str | None = None):
+    "The runtime's `authorizer(request, action)` hook: the request's identity, or 401/403 (refusals and failed logins audited)."
+    async def authorizer(request, action: str) -> Identity:
+        import anyio
+        return await anyio.to_thread.run_sync(lambda: check_request(request, action, url=url))
+    return authorizer

@@ -12,7 +12,8 @@ from typing import Iterable, Protocol, runtime_checkable
 __all__ = ['MAGIC', 'LINE_PREFIX', 'ALG', 'CryptoError', 'KeyEncryptionKey', 'LocalKey', 'Keyring', 'keys_dir', 'read_key_file',
            'write_key_file', 'keyring', 'encryption_on', 'require_keyring', 'local_secret', 'seal', 'is_sealed',
            'open_sealed', 'write_bytes', 'read_bytes', 'write_text', 'read_text', 'is_encrypted', 'seal_line',
-           'open_line', 'encode_line', 'rewrap_blob', 'rewrap_file', 'rotate_key_file', 'encrypted_lm_cache']
+           'open_line', 'encode_line', 'rewrap_blob', 'rewrap_file', 'rotate_key_file', 'encrypted_lm_cache',
+           'seal_lm_cache']
 
 # %% ../../nbs/70_security/00_crypto.ipynb #2f942ca1
 MAGIC = b"DSPYOPT-ENC1\n"            # the first bytes of an encrypted file
@@ -188,10 +189,17 @@ def write_bytes(path, data: bytes, *, encrypt: bool | None = None, ring: Keyring
         raise
     return path
 
+def _audited(target, fn, *a):
+    "fn(*a); a `CryptoError` (missing or wrong key, changed bytes) is recorded in the audit trail as a refused decryption first."
+    try: return fn(*a)
+    except CryptoError as e:
+        from dspyopt_nb.security.audit import audit_refusal  # imported here: audit imports this module
+        audit_refusal("decrypt", str(target), str(e)); raise
+
 def read_bytes(path, ring: Keyring | None = None) -> bytes:
-    "The content of `path`, decrypted when it is sealed."
+    "The content of `path`, decrypted when it is sealed (a failure is audited)."
     path = Path(path); blob = path.read_bytes()
-    return open_sealed(blob, path.name, ring) if is_sealed(blob) else blob
+    return _audited(path, open_sealed, blob, path.name, ring) if is_sealed(blob) else blob
 
 def write_text(path, text: str, **kw) -> Path: return write_bytes(path, text.encode(), **kw)
 def read_text(path, ring: Keyring | None = None) -> str: return read_bytes(path, ring).decode()
@@ -208,7 +216,7 @@ def seal_line(text: str, name: str, ring: Keyring | None = None) -> str:
 def open_line(line: str, name: str, ring: Keyring | None = None) -> str:
     "A JSONL line as written: opened when sealed, else unchanged."
     if not line.startswith(LINE_PREFIX): return line
-    return open_sealed(_unb64(line[len(LINE_PREFIX):].strip(), "an encrypted line"), name, ring).decode()
+    return _audited(name, lambda: open_sealed(_unb64(line[len(LINE_PREFIX):].strip(), "an encrypted line"), name, ring).decode())
 
 def encode_line(text: str, name: str) -> str:
     "The line to append for `text`: sealed when encryption is on."
@@ -265,10 +273,19 @@ def encrypted_lm_cache(directory=None, *, memory: bool = True, size_limit_bytes:
             if isinstance(data, (bytes, bytearray, memoryview)) and is_sealed(bytes(data)):  # raw (in the db) or a file
                 return _restricted_load(io.BytesIO(open_sealed(bytes(data), "lm-cache", ring)), self._allowed)
             return data
-    from dspyopt_nb.engines.base import cache_dir
-    directory = str(directory or cache_dir() / "lm_cache_sealed")
+    # beside DSPy's own cache (DSPY_CACHEDIR): the sealed entries live where a user looks for the LM cache
+    directory = str(directory or Path(os.environ.get("DSPY_CACHEDIR") or Path.home() / ".dspy_cache") / "sealed")
     c = Cache(enable_disk_cache=False, enable_memory_cache=memory, disk_cache_dir=directory)
     c.disk_cache = FanoutCache(directory=directory, shards=16, timeout=10, size_limit=size_limit_bytes, disk=SealedDisk)
-    c.enable_disk_cache = True
+    c.enable_disk_cache, c.dspyopt_kek = True, ring.key_id  # the key it seals with: `seal_lm_cache` checks it
     with dspy._cache_lock: dspy.cache = c
     return c
+
+# %% ../../nbs/70_security/00_crypto.ipynb #3e4afafc
+def seal_lm_cache() -> bool:
+    "When `DSPYOPT_ENCRYPT` is on, make DSPy's LM cache the sealed one (once per process and key); True when it is sealed."
+    if not encryption_on(): return False
+    import dspy
+    ring = require_keyring()
+    if getattr(dspy.cache, "dspyopt_kek", None) != ring.key_id: encrypted_lm_cache()
+    return True
