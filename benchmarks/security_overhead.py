@@ -6,8 +6,9 @@ Save/load (one finished run's artifacts: result.json with its program state and 
 - secured : the same encrypted (AES-256-GCM envelope), signed (model-signing, ECDSA P-256) and verified + decrypted on load.
 Per request (FastAPI in process, one DSPy program call per request, distinct inputs, the LM cache off):
 - plain   : POST /predict -> program(review) -> answer,
-- secured : the same behind auth.require("call") (token lookup, role check, an audit row written) with the input and the
-            answer put through the PII policy (redact).
+- secured : the same behind auth.require("call") (token lookup, keyed-hash check, role check; a refusal or failed
+            login would be audited, an allowed read-only call is not) with the input and the answer put through the PII
+            policy (redact). The audit write a state-changing call adds is timed on its own (parts_ms.audit_write_ms).
 The request path runs with the embedded model (`lm("local")`, the runtime's default engine; the goal, < 5 % on p50,
 is judged there) and with a zero-latency scripted model (the machinery alone: the worst case). Rounds alternate order.
 The store is SQLite (WAL) beside a temporary runs root.

@@ -2,7 +2,8 @@
 
 Each line: {"text": ..., "spans": [{"start", "end", "type"}]}. Types: EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD,
 US_SSN, UK_NINO, IP_ADDRESS, IBAN_CODE (structured) and PERSON. Sentences without PII (order numbers, dates,
-versions, prices) measure false positives. Run: python tests/data/make_pii_set.py
+versions, prices) measure false positives. A second set (`"set": "no_cue"`) puts the structured kinds in sentences with
+no word naming them, with harder negatives (`"set": "hard_negative"`). Run: python tests/data/make_pii_set.py
 """
 import json, random
 from pathlib import Path
@@ -90,6 +91,26 @@ for _ in range(24):  # two kinds in one sentence
 for _ in range(40):
     t = rng.choice(NEGATIVE); rows.append((t.format(rng.randint(10, 99999), rng.randint(1, 28)), []))
 rng.shuffle(rows)
+rows = [dict(text=t, spans=sp) for t, sp in rows]  # the first set: each value beside a word that names its kind
+
+# The second set ("no_cue"): the same kinds in sentences with no word naming them (no "SSN", "card", "phone", "IBAN"),
+# so only the value itself can give it away; and harder negatives: version numbers shaped like IP addresses, long
+# digit runs that fail the card checksum, times, ISBNs, hex ids. Added after the first set, which stays as it was.
+NEUTRAL = ["see {} below", "{} was in the note", "it said {} and nothing else", "ref {}", "copied {} from the form", "{}"]
+def no_cue(kind):
+    v = MAKERS[kind](); t = rng.choice(NEUTRAL); i = t.index("{}")
+    return dict(text=t.format(v), spans=[dict(start=i, end=i + len(v), type=kind)], set="no_cue")
+def not_luhn():
+    while True:
+        d = "".join(str(rng.randint(0, 9)) for _ in range(16))
+        if luhn_complete(d[:-1]) != d: return d
+HARD_NEGATIVE = [lambda: f"build {rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)} is out",
+                 lambda: f"order {not_luhn()} arrived late", lambda: f"at {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} UTC",
+                 lambda: f"isbn 978-{rng.randint(0, 9)}-{rng.randint(100, 999)}-{rng.randint(10000, 99999)}-{rng.randint(0, 9)}",
+                 lambda: f"commit {rng.getrandbits(40):010x} broke the build", lambda: f"room {rng.randint(100, 999)}, floor {rng.randint(1, 30)}"]
+extra = [no_cue(k) for k in list(MAKERS)[:7] for _ in range(12)] + [dict(text=rng.choice(HARD_NEGATIVE)(), spans=[], set="hard_negative") for _ in range(24)]
+rng.shuffle(extra)
+rows += extra
 out = Path(__file__).with_name("pii_set.jsonl")
-out.write_text("".join(json.dumps(dict(text=t, spans=s)) + "\n" for t, s in rows))
-print(f"{out}: {len(rows)} texts, {sum(len(s) for _, s in rows)} spans")
+out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+print(f"{out}: {len(rows)} texts, {sum(len(r['spans']) for r in rows)} spans")
