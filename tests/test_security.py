@@ -69,10 +69,12 @@ def test_encrypted_run_leaves_no_plaintext_and_rotation_rewraps(tmp_path, tmp_ca
     from dspyopt_nb.security.cli import rotate_keys
     body = (run_dir / "result.json").read_bytes().split(b"\n", 2)[2]
     old_id = crypto.keyring().key_id
-    out = rotate_keys(tmp_path / "runs", retire=True)
-    assert out["old_key"] == old_id and out["files_rewrapped"] >= 4 and crypto.keyring().key_id != old_id
+    out = rotate_keys(tmp_path / "runs", also=[tmp_path / "mlartifacts"], retire=True)
+    assert out["old_key"] == old_id and out["files_rewrapped"] >= 6 and out["retired"] and crypto.keyring().key_id != old_id
+    assert out["folders_resigned"] == 2 and not out["refused"]                               # the run folder and MLflow's copy
     assert (run_dir / "result.json").read_bytes().split(b"\n", 2)[2] == body
     assert read_result(run_dir, verify="strict").run_id == res.run_id
+    assert load_result(res.mlflow_run_id, uri, verify="strict").run_id == res.run_id       # the old key is gone: all re-wrapped
     assert [e["action"] for e in audit.audit_entries(limit=1)] == ["rotate_keys"]
 
 def test_the_encrypted_lm_cache_holds_no_plaintext(tmp_path, monkeypatch):

@@ -8,32 +8,68 @@ import json, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['rotate_keys', 'keys', 'access', 'audit', 'erase', 'compliance', 'pii']
+__all__ = ['rewrap_tree', 'rotate_keys', 'rewrap_keys', 'keys', 'access', 'audit', 'erase', 'compliance', 'pii']
 
 # %% ../../nbs/70_security/08_cli.ipynb #dd4c68f4
-def rotate_keys(root=None, *, retire: bool = False, identity=None, url: str | None = None) -> dict:
-    "Rotate the key-encryption key in `$DSPYOPT_KEK_FILE` and re-wrap every artifact under `root`; audited."
-    from dspyopt_nb.run.catalogue import SIGNATURE, SIGNED, runs_root
+def _sealed(f: Path) -> bool:
+    "True when a file is sealed whole or holds sealed lines (its first bytes say so: a large database is not read)."
+    from dspyopt_nb.security.crypto import LINE_PREFIX, MAGIC
+    with open(f, "rb") as h: head = h.read(64)
+    return head.startswith(MAGIC) or head.startswith(LINE_PREFIX.encode())
+
+def rewrap_tree(roots, ring) -> dict:
+    "Re-wrap every sealed file under `roots` with `ring.current`, re-signing the signed folders that changed; a folder whose signature fails is left untouched and reported."
+    from dspyopt_nb.security.crypto import rewrap_file
+    from dspyopt_nb.security.signing import SIGNATURE, SignatureError, sign_artifacts, signed_files, verify_artifacts
+    files, resigned, refused = 0, 0, []
+    for root in dict.fromkeys(Path(r).resolve() for r in roots):
+        if not root.is_dir(): continue
+        signed = sorted({s.parent for s in root.rglob(SIGNATURE)}, key=lambda d: -len(d.parts))  # deepest owner first
+        bad, changed = set(), set()
+        for d in signed:  # verified before re-signing: a tampered folder is never laundered by a rotation
+            try: verify_artifacts(d, mode="strict")
+            except SignatureError as e: bad.add(d); refused.append(f"{d}: {str(e)[:200]}")
+        for f in sorted(root.rglob("*")):
+            if not f.is_file() or f.name.startswith(".") or f.name == SIGNATURE or not _sealed(f): continue
+            owner = next((d for d in signed if d in f.parents), None)
+            if owner in bad: continue
+            if rewrap_file(f, ring): files += 1; changed.add(owner)
+        for d in changed - {None}: sign_artifacts(d, signed_files(d)); resigned += 1
+    return dict(files_rewrapped=files, folders_resigned=resigned, refused=refused)
+
+def _roots(root, also) -> list[Path]:
+    from dspyopt_nb.run.catalogue import runs_root
+    return [Path(root or runs_root()), *map(Path, also)]
+
+def rotate_keys(root=None, *, also=(), retire: bool = False, identity=None, url: str | None = None) -> dict:
+    "Rotate the key-encryption key in `$DSPYOPT_KEK_FILE` and re-wrap every artifact under `root` (and the folders in `also`, e.g. an MLflow artifact root); audited."
     from dspyopt_nb.security.audit import record
     from dspyopt_nb.security.auth import authorize
-    from dspyopt_nb.security.crypto import CryptoError, Keyring, _keyring_for, rewrap_file, rotate_key_file, write_key_file
-    from dspyopt_nb.security.signing import sign_artifacts
+    from dspyopt_nb.security.crypto import CryptoError, Keyring, _keyring_for, rotate_key_file, write_key_file
     who = authorize("rotate_keys", identity=identity, target="the key-encryption key", url=url)
     path = os.environ.get("DSPYOPT_KEK_FILE")
     if not path:
         record("rotate_keys", "failed", actor=who.actor, detail=dict(reason="no key file"), url=url)
         raise CryptoError("rotation rewrites the key file, and DSPYOPT_KEK_FILE is not set. Fix: keep keys in a file "
                           "(dspyopt keys new --file PATH; export DSPYOPT_KEK_FILE=PATH); with DSPYOPT_KEK, set 'NEW,OLD' and run "
-                          "dspyopt keys rewrap; a KMS rotates its own keys.")
+                          "dspyopt keys rewrap; a KMS rotates its own keys (then run dspyopt keys rewrap).")
     old, new = rotate_key_file(path)
-    root, files, runs = Path(root or runs_root()), 0, 0
-    for d in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        changed = sum(rewrap_file(f, new) for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
-        if changed and (d / SIGNATURE).exists(): sign_artifacts(d, [f for f in SIGNED if (d / f).exists()])
-        files += changed; runs += bool(changed)
+    done = rewrap_tree(_roots(root, also), new)
+    retire = retire and not done["refused"]  # a refused folder still needs the old key
     if retire: write_key_file(path, Keyring(new.current)); _keyring_for.cache_clear()
-    out = dict(new_key=new.key_id, old_key=old.key_id if old else None, files_rewrapped=files, runs=runs, retired=retire)
-    record("rotate_keys", "ok", actor=who.actor, detail=out, url=url)
+    out = dict(new_key=new.key_id, old_key=old.key_id if old else None, **done, retired=retire)
+    record("rotate_keys", "ok" if not done["refused"] else "failed", actor=who.actor, detail=out, url=url)
+    return out
+
+def rewrap_keys(root=None, *, also=(), identity=None, url: str | None = None) -> dict:
+    "Re-wrap every artifact with the configured keyring's current key (after `DSPYOPT_KEK='NEW,OLD'` or a KMS rotation); audited."
+    from dspyopt_nb.security.audit import record
+    from dspyopt_nb.security.auth import authorize
+    from dspyopt_nb.security.crypto import require_keyring
+    who = authorize("rotate_keys", identity=identity, target="re-wrap artifacts", url=url)
+    ring = require_keyring()
+    out = dict(key=ring.key_id, **rewrap_tree(_roots(root, also), ring))
+    record("rotate_keys", "ok" if not out["refused"] else "failed", actor=who.actor, detail=out, url=url)
     return out
 
 # %% ../../nbs/70_security/08_cli.ipynb #ead418cb
@@ -41,7 +77,7 @@ def _say(msg: str): print(f"dspyopt: {msg}", flush=True)
 def _url(p): p.add_argument("--db", help="the store URL (default: $DSPYOPT_DB_URL or the SQLite file beside the runs)")
 
 def keys(p):
-    sub = p.add_subparsers(dest="keys_command", required=True, metavar="new|rotate|status")
+    sub = p.add_subparsers(dest="keys_command", required=True, metavar="new|rotate|rewrap|status")
     q = sub.add_parser("new", help="a new 256-bit key-encryption key: printed (for DSPYOPT_KEK), or written to a key file")
     q.add_argument("--file", help="write a key file (mode 0600) instead of printing")
     def new_fn(a):
@@ -55,11 +91,18 @@ def keys(p):
     q.set_defaults(fn=new_fn)
     q = sub.add_parser("rotate", help="new key in $DSPYOPT_KEK_FILE; re-wrap every artifact (admin)"); _url(q)
     q.add_argument("--dir", help="the runs root"); q.add_argument("--retire-old", action="store_true", help="drop the old keys afterwards")
-    def rotate_fn(a):
-        out = rotate_keys(a.dir, retire=a.retire_old, url=a.db)
-        _say(f"key {out['old_key']} -> {out['new_key']}: {out['files_rewrapped']} files in {out['runs']} runs re-wrapped" +
-             (", old keys retired" if out["retired"] else "")); return 0
+    q.add_argument("--also", action="append", default=[], help="another folder to re-wrap, e.g. an MLflow artifact root (repeatable)")
+    def _report(out, what):
+        _say(f"{what}: {out['files_rewrapped']} files re-wrapped, {out['folders_resigned']} signed folders re-signed" +
+             (", old keys retired" if out.get("retired") else ""))
+        for r in out["refused"]: _say(f"NOT re-wrapped (its signature fails; investigate): {r}")
+        return 1 if out["refused"] else 0
+    def rotate_fn(a): out = rotate_keys(a.dir, also=a.also, retire=a.retire_old, url=a.db); return _report(out, f"key {out['old_key']} -> {out['new_key']}")
     q.set_defaults(fn=rotate_fn)
+    q = sub.add_parser("rewrap", help="re-wrap every artifact with the current key of DSPYOPT_KEK / the KMS (admin)"); _url(q)
+    q.add_argument("--dir", help="the runs root"); q.add_argument("--also", action="append", default=[], help="another folder to re-wrap (repeatable)")
+    def rewrap_fn(a): out = rewrap_keys(a.dir, also=a.also, url=a.db); return _report(out, f"key {out['key']}")
+    q.set_defaults(fn=rewrap_fn)
     q = sub.add_parser("status", help="encryption on or off, the key in use, the signing key")
     def status_fn(a):
         from dspyopt_nb.security.crypto import encryption_on, keyring
