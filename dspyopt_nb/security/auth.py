@@ -114,16 +114,16 @@ def authenticate(token: str, *, url: str | None = None) -> Identity:
     if len(parts) != 3 or parts[0] != "dso" or not parts[1].isalnum() or len(parts[1]) != 16 or len(token) > 200:
         _fail("the token is malformed", (parts[1] if len(parts) > 1 else "?")[:16], url)
     token_id, secret = parts[1], parts[2]
-    with session(url) as s:
-        row = s.get(TokenRow, token_id)
-        ident = s.get(IdentityRow, row.identity_id) if row is not None else None
+    with session(url) as s:  # one query on the request path: the token with its identity
+        row = s.execute(select(TokenRow.digest, TokenRow.expires, TokenRow.revoked, IdentityRow.name, IdentityRow.role, IdentityRow.disabled)
+                        .join(IdentityRow, IdentityRow.id == TokenRow.identity_id).where(TokenRow.id == token_id)).first()
     # compare even when the id is unknown, so timing does not tell which ids exist
     ok = hmac.compare_digest(_digest(token_id, secret), row.digest if row is not None else "0" * 64)
     if row is None or not ok: _fail("unknown token or wrong secret", token_id, url)
     if row.revoked is not None: _fail("the token was revoked", token_id, url)
     if row.expires is not None and row.expires < time.time(): _fail("the token expired", token_id, url)
-    if ident is None or ident.disabled: _fail("the identity is disabled", token_id, url)
-    return Identity(ident.name, ident.role, "token", token_id)
+    if row.disabled: _fail("the identity is disabled", token_id, url)
+    return Identity(row.name, row.role, "token", token_id)
 
 # %% ../../nbs/70_security/04_auth.ipynb #98cdfaa5
 def current_identity(url: str | None = None) -> Identity:

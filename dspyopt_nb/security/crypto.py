@@ -271,7 +271,8 @@ def encrypted_lm_cache(directory=None, *, memory: bool = True, size_limit_bytes:
         def fetch(self, mode, filename, value, read):
             data = super().fetch(mode, filename, value, read)
             if isinstance(data, (bytes, bytearray, memoryview)) and is_sealed(bytes(data)):  # raw (in the db) or a file
-                return _restricted_load(io.BytesIO(open_sealed(bytes(data), "lm-cache", ring)), self._allowed)
+                plain = open_sealed(bytes(data), "lm-cache", ring)  # AES-GCM authenticates first: a planted entry never gets unpickled
+                return _restricted_load(io.BytesIO(plain), self._allowed)  # pickle-allowed: DSPy's cache format, sealed entries only
             return data
     # beside DSPy's own cache (DSPY_CACHEDIR): the sealed entries live where a user looks for the LM cache
     directory = str(directory or Path(os.environ.get("DSPY_CACHEDIR") or Path.home() / ".dspy_cache") / "sealed")

@@ -11,8 +11,9 @@ from typing import Iterable
 from .crypto import CryptoError, keys_dir, read_bytes, write_bytes
 
 # %% auto #0
-__all__ = ['SIGNATURE', 'VERIFY_MODES', 'SignatureError', 'signing_key_path', 'public_key_path', 'trusted_keys', 'sign_artifacts',
-           'signed_files', 'verify_mode', 'verify_artifacts', 'PickleRefused', 'load_json', 'no_pickle', 'pickle_sites']
+__all__ = ['SIGNATURE', 'VERIFY_MODES', 'ALLOW_MARK', 'SignatureError', 'signing_key_path', 'public_key_path', 'trusted_keys',
+           'sign_artifacts', 'signed_files', 'verify_mode', 'verify_artifacts', 'PickleRefused', 'load_json',
+           'no_pickle', 'pickle_sites']
 
 # %% ../../nbs/70_security/01_signing.ipynb #bc5e858f
 SIGNATURE = "signature.sig"
@@ -164,20 +165,25 @@ def no_pickle():
 _LOADERS = {("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"), ("cloudpickle", "load"), ("cloudpickle", "loads"),
             ("dill", "load"), ("dill", "loads"), ("joblib", "load"), ("dspy", "load"), ("_pickle", "loads"), ("_pickle", "load")}
 
+_BARE = {"_restricted_load", "restricted_load", "_pickle_load"}  # unpicklers called by bare name (DSPy's cache)
+ALLOW_MARK = "# pickle-allowed:"
+
 def _call_name(f) -> tuple[str, str] | None:
     if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name): return f.value.id, f.attr
+    if isinstance(f, ast.Name) and f.id in _BARE: return "", f.id
     return None
 
-def pickle_sites(package=None) -> list[str]:
-    "`file:line: call` for every call in the package's source that can load a pickle (empty when none)."
+def pickle_sites(package=None, *, allowed: bool = False) -> list[str]:
+    "`file:line: call` for every call in the package's source that can load a pickle (empty when none); `allowed`: the marked exceptions instead."
     if package is None:
         import dspyopt_nb
         package = Path(dspyopt_nb.__file__).parent
     root = Path(package)
     out = []
     for f in sorted(root.rglob("*.py")):
-        try: tree = ast.parse(f.read_text())
+        try: text = f.read_text(); tree = ast.parse(text)
         except SyntaxError: continue
+        lines = text.splitlines()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module in ("pickle", "cloudpickle", "dill", "joblib") and \
                any(a.name in ("load", "loads", "Unpickler") for a in node.names):
@@ -185,8 +191,8 @@ def pickle_sites(package=None) -> list[str]:
             if not isinstance(node, ast.Call): continue
             name, kws = _call_name(node.func), {k.arg: k.value for k in node.keywords}
             flag = lambda k: isinstance(kws.get(k), ast.Constant) and kws[k].value is True
-            bad = (name in _LOADERS or (name == ("torch", "load") and not flag("weights_only"))
+            bad = (name in _LOADERS or (name is not None and name[1] in _BARE) or (name == ("torch", "load") and not flag("weights_only"))
                    or (name in (("np", "load"), ("numpy", "load")) and flag("allow_pickle"))
                    or flag("save_program") or flag("allow_pickle"))
-            if bad: out.append(f"{f.relative_to(root.parent)}:{node.lineno}: {ast.unparse(node)[:80]}")
+            if bad and (ALLOW_MARK in lines[node.lineno - 1]) == allowed: out.append(f"{f.relative_to(root.parent)}:{node.lineno}: {ast.unparse(node)[:80]}")
     return out
