@@ -320,7 +320,8 @@ def test_mlflow_basic_auth_server(tmp_path, monkeypatch):
     port = _free_port(); url = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")   # a refusal is an answer, not a reason to retry with backoff
     (tmp_path / "auth.ini").write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path}/auth.db\n"
-                                       "admin_username = admin\nadmin_password = s3cret-Admin-pw\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                                       "admin_username = admin\nadmin_password = s3cret-Admin-pw\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                                       "auth_cache_ttl_seconds = 300\n")   # MLflow's own cache of good logins: one slow hash per user, not per request
     env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth.ini"), MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret",
                LITELLM_LOCAL_MODEL_COST_MAP="True")   # offline: no retries fetching litellm's price table
     p = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
@@ -343,7 +344,7 @@ def test_mlflow_basic_auth_server(tmp_path, monkeypatch):
         from dspyopt_nb.run.catalogue import mlflow_client
         with pytest.raises(Exception, match="401|nauthorized|credentials"): mlflow_client(url).search_experiments()
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-Admin-pw")
-        # a run's record through the tracker (each request is a password check on the server: a whole optimization would be minutes)
+        # a run's record through the tracker (a whole optimization is many requests: the tracker's record is the part that matters)
         from dspyopt_nb.run.result import OptimizationResult
         from dspyopt_nb.tracking.mlflow_tracker import MlflowTracker
         tracker = MlflowTracker(url, "auth-test", run_dir=tmp_path / "run")
