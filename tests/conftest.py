@@ -6,6 +6,9 @@ _tmp = Path(tempfile.mkdtemp(prefix="dspyopt-tests-"))
 os.environ.setdefault("DSPY_CACHEDIR", str(_tmp / "dspy_cache"))   # read when dspy is imported: set it first
 os.environ["DSPYOPT_NO_PROGRESS"] = "1"
 os.environ["DSPYOPT_RUNS"] = str(_tmp / "runs")                    # the run catalogue of this test session
+os.environ["DSPYOPT_KEYS"] = str(_tmp / "keys")                    # signing key, token pepper, audit key of this session
+for _v in ("DSPYOPT_ENCRYPT", "DSPYOPT_KEK", "DSPYOPT_KEK_FILE", "DSPYOPT_KMS", "DSPYOPT_TOKEN", "DSPYOPT_AUTH", "DSPYOPT_VERIFY"):
+    os.environ.pop(_v, None)                                       # a developer's security settings do not leak into tests
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 # the embedded model is assembled once per machine, not per test session
 os.environ.setdefault("DSPYOPT_CACHE", str(Path.home() / ".cache" / "dspyopt"))

@@ -249,12 +249,13 @@ def _execute(cfg: JobConfig, rec: JobRecord, nb_out: Path) -> tuple[str | None, 
 
 def _read_run(rec: JobRecord):
     "Point the record at the optimization run the notebook wrote down (run.json), and take its outcome."
-    from dspyopt_nb.run.catalogue import RESULT, read_json
-    from dspyopt_nb.run.result import OptimizationResult
+    from dspyopt_nb.run.catalogue import RESULT, read_json, read_result
     made = read_json(Path(rec.job_dir) / "run.json") or {}
     rec.run_id, rec.run_dir = made.get("run_id", rec.run_id), made.get("run_dir", rec.run_dir)
     if rec.run_dir and (Path(rec.run_dir) / RESULT).exists():
-        res = OptimizationResult.load(Path(rec.run_dir) / RESULT)
+        try: res = read_result(rec.run_dir, default="strict")  # a job reports only a program whose signature checks out
+        except ValueError as e:  # SignatureError, CryptoError
+            rec.error = rec.error or f"{type(e).__name__}: {e}"; return None
         rec.summary, rec.model_version = res.summary(), res.model_version
         rec.mlflow_run_id = res.mlflow_run_id or rec.mlflow_run_id
         return res
@@ -263,6 +264,8 @@ def run_job(config, *, overrides: dict | None = None, run_id: str | None = None,
             log: Callable[[str], Any] | None = None) -> JobRecord:
     "Validate `config` (a path, dict or JobConfig), lock the job, run the notebook (with retries), record the outcome."
     cfg = config if isinstance(config, JobConfig) else load_config(config, overrides)
+    from dspyopt_nb.security.auth import authorize
+    authorize("run", target=f"job {cfg.name}", via="job")  # a viewer's token cannot start jobs; refused attempts are audited
     log = log or (lambda msg: None)
     root = Path(cfg.output_dir or default_output_dir()) / cfg.name
     with job_lock(root / ".lock", cfg.name):

@@ -243,6 +243,9 @@ class _Commands:
         return self._start(settings, names, args)
 
     def _start(self, settings, names, args):
+        from dspyopt_nb.security.auth import AccessDenied, authorize
+        try: authorize("run", target=f"run {settings.get('task') or 'a program'}", via="magic")  # a viewer's token cannot start runs (audited)
+        except AccessDenied as e: raise UsageError(str(e)) from None
         h = start_run(settings, self.ns, names=names, out=args.out, dashboard="none" if args.quiet else self.dashboard)
         if _is_widget(h.view):
             from IPython.display import display

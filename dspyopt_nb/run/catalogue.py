@@ -14,15 +14,18 @@ from .errors import OptimizeError
 from .result import OptimizationResult
 
 # %% auto #0
-__all__ = ['CONFIG', 'EVENTS', 'RESULT', 'PROGRAM', 'MLFLOW', 'LOCK', 'NOTEBOOK', 'TAG_KIND', 'TAG_RUN_ID', 'TAG_RUN_DIR',
-           'TAG_STATUS', 'TAG_ERROR', 'TAG_TASK', 'TAG_SUPERSEDED_BY', 'TAG_PARENT', 'KIND_OPTIMIZATION',
-           'KIND_CANDIDATE', 'KIND_JOB', 'runs_root', 'run_dir_for', 'default_tracking_uri', 'artifact_location',
-           'mlflow_client', 'write_plan', 'read_json', 'claim', 'is_executing', 'RunRecord', 'RunTable', 'list_runs',
-           'find_run', 'load_result', 'existing_store', 'load_run', 'RunComparison', 'compare_runs']
+__all__ = ['CONFIG', 'EVENTS', 'RESULT', 'PROGRAM', 'MLFLOW', 'LOCK', 'NOTEBOOK', 'SIGNATURE', 'SIGNED', 'TAG_KIND', 'TAG_RUN_ID',
+           'TAG_RUN_DIR', 'TAG_STATUS', 'TAG_ERROR', 'TAG_TASK', 'TAG_SUPERSEDED_BY', 'TAG_PARENT', 'KIND_OPTIMIZATION',
+           'KIND_CANDIDATE', 'KIND_JOB', 'MLFLOW_SIGNED', 'runs_root', 'run_dir_for', 'default_tracking_uri',
+           'artifact_location', 'mlflow_client', 'write_plan', 'read_json', 'save_program', 'record_result',
+           'read_result', 'claim', 'is_executing', 'RunRecord', 'RunTable', 'list_runs', 'find_run', 'load_result',
+           'existing_store', 'load_run', 'RunComparison', 'compare_runs']
 
 # %% ../../nbs/10_run/04_catalogue.ipynb #124b1414
 CONFIG, EVENTS, RESULT, PROGRAM, MLFLOW, LOCK = "config.json", "events.jsonl", "result.json", "program.json", "mlflow.json", ".lock"
 NOTEBOOK = "notebook.json"  # the settings and notebook names a %dspyopt run used, so `%dspyopt resume` can plan it again
+SIGNATURE = "signature.sig"  # the signature of a finished run's artifacts (dspyopt_nb.security.signing)
+SIGNED = (CONFIG, RESULT, PROGRAM)  # what the signature covers: a program is never served from an unverified run
 
 TAG_KIND, TAG_RUN_ID, TAG_RUN_DIR = "dspyopt.kind", "dspyopt.run_id", "dspyopt.run_dir"
 TAG_STATUS, TAG_ERROR, TAG_TASK = "dspyopt.status", "dspyopt.error", "dspyopt.task"
@@ -61,8 +64,8 @@ def mlflow_client(uri: str | None = None):
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 def _json_write(path: Path, data: dict):
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str)); os.replace(tmp, path)  # atomic: never half a file
+    from dspyopt_nb.security.crypto import write_bytes  # atomic, and encrypted when DSPYOPT_ENCRYPT is on
+    write_bytes(path, json.dumps(data, indent=1, default=str).encode())
 
 def write_plan(run_dir, plan: dict) -> Path:
     "Write the plan (run id, config, data, estimate) as the run's config.json."
@@ -71,9 +74,33 @@ def write_plan(run_dir, plan: dict) -> Path:
     return run_dir / CONFIG
 
 def read_json(path) -> dict | None:
-    "A JSON file's content, or None when it is missing or unreadable."
-    try: return json.loads(Path(path).read_text())
+    "A JSON file's content (decrypted when encrypted), or None when it is missing or unreadable; a missing key is an error."
+    from dspyopt_nb.security.crypto import CryptoError, read_bytes
+    try: return json.loads(read_bytes(path))
+    except CryptoError: raise
     except (OSError, ValueError): return None
+
+def save_program(path, program) -> Path:
+    "Write a program's JSON state (DSPy's `dump_state`, as `Module.save` writes it) through the artifact write path."
+    from dspy.utils.saving import get_dependency_versions
+    from dspyopt_nb.security.crypto import write_bytes
+    state = {**program.dump_state(), "metadata": dict(dependency_versions=get_dependency_versions())}
+    return write_bytes(path, json.dumps(state, indent=2, ensure_ascii=False, default=str).encode())
+
+def record_result(run_dir, result: OptimizationResult, program=None) -> Path:
+    "The one place a run's outcome is written: result.json, program.json, then the signature over them and config.json."
+    from dspyopt_nb.security.signing import sign_artifacts
+    run_dir = Path(run_dir)
+    result.save(run_dir / RESULT)
+    if program is not None: save_program(run_dir / PROGRAM, program)
+    return sign_artifacts(run_dir, [f for f in SIGNED if (run_dir / f).exists()])
+
+def read_result(run_dir, *, verify: str | None = None, default: str = "verify") -> OptimizationResult:
+    "A run's result, after checking its signature (`verify`: strict, verify or off; see `dspyopt_nb.security.signing`)."
+    from dspyopt_nb.security.signing import load_json, verify_artifacts
+    run_dir = Path(run_dir)
+    verify_artifacts(run_dir, SIGNED, mode=verify, default=default)
+    return OptimizationResult.from_dict(load_json(run_dir / RESULT))
 
 @contextlib.contextmanager
 def claim(run_dir, run_id: str):
@@ -145,11 +172,12 @@ class RunRecord:
 def _progress(events: Path) -> tuple[int | None, float | None]:
     "Metric calls used and the best full-validation score so far, from the tail of a run's events.jsonl."
     if not events.exists(): return None, None
+    from dspyopt_nb.security.crypto import open_line
     calls = best = None
     with open(events, "rb") as f:
         f.seek(max(0, events.stat().st_size - 65536)); lines = f.read().decode(errors="replace").splitlines()
     for line in lines:
-        try: e = json.loads(line)
+        try: e = json.loads(open_line(line, EVENTS))
         except ValueError: continue
         if e.get("kind") == "budget": calls = e.get("metric_calls")
         elif e.get("kind") == "best": best = e.get("score")
@@ -225,6 +253,8 @@ def find_run(ref: str, root=None, *, tracking_uri: str | None = None) -> RunReco
     "The run whose id (or directory name) is or starts with `ref`; an ambiguous prefix is refused, listing the matches."
     ref = str(ref).strip()
     if not _SAFE.match(ref):
+        from dspyopt_nb.security.audit import audit_refusal
+        audit_refusal("find_run", ref[:200], "not a run id (path traversal or malformed)")
         raise OptimizeError(f"{ref!r} is not a run id. Fix: use an id (or a unique prefix) from `dspyopt runs list`; "
                             "ids are letters, digits, '-', '_' and '.' only.")
     recs = list_runs(root, tracking_uri=tracking_uri)
@@ -235,17 +265,27 @@ def find_run(ref: str, root=None, *, tracking_uri: str | None = None) -> RunReco
                                      "Fix: pick an id from `dspyopt runs list` (or %dspyopt list).")
     raise OptimizeError(f"{ref!r} matches {len(hits)} runs ({', '.join(r.run_id for r in hits[:6])}). Fix: give more of the id.")
 
-def load_result(mlflow_run_id: str, tracking_uri: str | None = None) -> OptimizationResult:
-    "The `OptimizationResult` logged to an MLflow run (its result.json artifact)."
+MLFLOW_SIGNED = (RESULT, f"program/{PROGRAM}")  # the artifacts the MLflow writer signs (and the signature beside them)
+
+def load_result(mlflow_run_id: str, tracking_uri: str | None = None, *, verify: str | None = None) -> OptimizationResult:
+    "The `OptimizationResult` logged to an MLflow run (its result.json artifact), after checking the artifacts' signature."
     import tempfile
+    from dspyopt_nb.security.signing import load_json, verify_artifacts
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(mlflow_run_id)):
+        from dspyopt_nb.security.audit import audit_refusal
+        audit_refusal("load_result", str(mlflow_run_id)[:200], "not an MLflow run id (path traversal or malformed)")
+        raise OptimizeError(f"{mlflow_run_id!r} is not an MLflow run id. Fix: pass the id MLflow shows (letters, digits, '-' and '_').")
     client = mlflow_client(tracking_uri)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a one-file download needs no bar
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files need no bar
     with tempfile.TemporaryDirectory() as d:
         try: p = client.download_artifacts(mlflow_run_id, RESULT, d)
         except Exception as e:
             raise FileNotFoundError(f"MLflow run {mlflow_run_id} has no {RESULT} at {client.tracking_uri}: {e}. Fix: pass the "
                                     "run id of a dspyopt optimization (the parent run) and the tracking_uri it was logged to.") from None
-        return OptimizationResult.load(p)
+        for extra in (SIGNATURE, "program"):  # a folder downloads as d/program/...
+            with contextlib.suppress(Exception): client.download_artifacts(mlflow_run_id, extra, d)
+        verify_artifacts(d, MLFLOW_SIGNED, mode=verify)
+        return OptimizationResult.from_dict(load_json(p))
 
 def existing_store() -> str | None:
     "The default tracking URI if its store exists already (looking there costs nothing then), else None."
@@ -255,7 +295,7 @@ def existing_store() -> str | None:
 def load_run(ref, root=None, *, tracking_uri: str | None = None) -> OptimizationResult:
     "The result of run `ref` (an id, a unique prefix, or a `RunRecord`): from its directory, else from MLflow."
     rec = ref if isinstance(ref, RunRecord) else find_run(ref, root, tracking_uri=tracking_uri)
-    if rec.run_dir and (Path(rec.run_dir) / RESULT).exists(): return OptimizationResult.load(Path(rec.run_dir) / RESULT)
+    if rec.run_dir and (Path(rec.run_dir) / RESULT).exists(): return read_result(rec.run_dir)
     if rec.mlflow_run_id and tracking_uri: return load_result(rec.mlflow_run_id, tracking_uri)
     raise OptimizeError(f"run {rec.run_id} has no result yet ({rec.status}). Fix: wait for it to finish, or resume it: "
                         f"%dspyopt resume {rec.run_id}, or run the same config (or optimize() call) again.")

@@ -99,6 +99,15 @@ class RunConfig(BaseModel):
     experiment: str = _f("dspyopt", "the MLflow experiment", "dspyopt")
     registered_model: str | None = _f(None, "register the optimized program under this MLflow model name", "sst2-sentiment")
     tags: dict[str, str] = _f({}, "tags for the run's records and MLflow run", {"team": "search"})
+    # privacy
+    pii: str = _f("allow", "personal data (e-mails, phones, cards, national ids, IPs, IBANs) in the examples: allow, redact "
+                  "(replaced by <TYPE> before any LM, demo, log or artifact sees it) or block (the run refuses to start)", "redact")
+
+    @field_validator("pii")
+    @classmethod
+    def _pii(cls, v):
+        if v not in ("allow", "redact", "block"): raise ValueError(f"{v!r} is not a PII policy. Fix: allow, redact or block.")
+        return v
 
     # -- the old name of `preset`
     @model_validator(mode="before")

@@ -117,8 +117,10 @@ class EventStream:
     def __init__(self, run_id: str = "", path: str | Path | None = None):
         self.run_id, self.events, self._subs, self._lock = run_id, [], [], threading.RLock()
         self.path = Path(path) if path else None
-        self._file, self.seq = None, 0
+        self._file, self.seq, self._seal = None, 0, False
         if self.path:
+            from dspyopt_nb.security.crypto import encryption_on, require_keyring
+            if encryption_on(): require_keyring(); self._seal = True  # each line sealed on its own (DSPYOPT_ENCRYPT)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():  # a resumed run continues its log: seq keeps counting
                 last = read_events(self.path)
@@ -140,7 +142,11 @@ class EventStream:
             self.events.append(event)
             if self.path:
                 if self._file is None: self._file = open(self.path, "a", buffering=1)  # line-buffered: a line per event
-                self._file.write(json.dumps(event.to_dict(), default=str) + "\n")
+                line = json.dumps(event.to_dict(), default=str)
+                if self._seal:
+                    from dspyopt_nb.security.crypto import seal_line
+                    line = seal_line(line, self.path.name)
+                self._file.write(line + "\n")
             subs = list(self._subs)
         for fn in subs:
             try: fn(event)
@@ -157,9 +163,10 @@ class EventStream:
 
 def read_events(path) -> list[Event]:
     "The events of a run from its events.jsonl (a half-written last line, from a killed process, is skipped)."
-    out = []
+    from dspyopt_nb.security.crypto import open_line
+    out, name = [], Path(path).name
     for line in Path(path).read_text().splitlines():
-        try: out.append(event_from_dict(json.loads(line)))
+        try: out.append(event_from_dict(json.loads(open_line(line, name))))
         except (json.JSONDecodeError, TypeError): continue
     return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, copy, signal, threading, time, warnings
 from pathlib import Path
 
-from .catalogue import EVENTS, PROGRAM, RESULT, TAG_RUN_DIR, TAG_RUN_ID, TAG_TASK, claim, write_plan
+from .catalogue import EVENTS, RESULT, TAG_RUN_DIR, TAG_RUN_ID, TAG_TASK, claim, read_result, record_result, write_plan
 from .errors import StopRun
 from .events import ConsoleProgress, EvalProgress, EventStream, LogSummary, Notice, RunFinished, RunStarted
 from .plan import RunPlan, record_latency
@@ -90,7 +90,7 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
     cfg, run_dir = plan.config, Path(plan.run_dir)
     done = run_dir / RESULT
     if cfg.resume and done.exists():
-        prev = OptimizationResult.load(done)
+        prev = read_result(run_dir)  # its signature checked: a changed result is refused, not returned
         if prev.status == "finished" and prev.run_id == plan.run_id:
             note = f"already finished in {run_dir}; result loaded, no LM calls (resume=False runs it again)"
             for cb in callbacks:  # a dashboard following this call learns how it ended
@@ -156,8 +156,7 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
             log_summary=dict(state.logs), data=plan.data, config=cfg.model_dump(mode="json"), estimate=plan.estimate.to_dict(),
             run_dir=str(run_dir), message=message)
         if tracker: result = tracker.finish(result)
-        result.save(done)
-        best.save(str(run_dir / PROGRAM))
+        record_result(run_dir, result, best)  # result.json, program.json (JSON state), signed
         if state.lm_calls:  # seconds per call: the engine's own timing, else the run's wall time at the concurrency it had
             from dspyopt_nb.engines.lm import engine_of
             lat = getattr(engine_of(plan.lm), "mean_latency", None)

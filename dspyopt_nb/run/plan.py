@@ -53,6 +53,17 @@ def config_source(cfg: RunConfig):
     raise OptimizeError("nothing to optimize: the config names no task or dataset and no program and data were given. "
                         "Fix: pass program, trainset and metric, or set task: sst2 (or dataset, signature and metric).")
 
+def _apply_pii(mode: str, program, train, val, test):
+    "The run's program demos and splits as the PII policy lets them through (`RunConfig.pii`): redacted, or refused."
+    if mode == "allow": return program, train, val, test
+    from dspyopt_nb.security.pii import PiiPolicy, protect_examples
+    pol = PiiPolicy(mode)
+    train, val, test = (protect_examples(xs, pol, n) for xs, n in ((train, "trainset"), (val, "valset"), (test, "testset")))
+    if any(p.demos for _, p in program.named_predictors()):
+        program = copy.deepcopy(program)
+        for n, p in program.named_predictors(): p.demos = protect_examples(p.demos, pol, f"{n}.demos")
+    return program, train, val, test
+
 def _check_inputs(program, train, val, test, metric):
     import dspy
     if not isinstance(program, dspy.Module):
@@ -219,6 +230,7 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
         if len(train) < 2: raise OptimizeError(f"trainset has {len(train)} examples after holding out validation and test "
                                                "data. Fix: pass more examples, or pass valset= and testset= explicitly.")
     _check_inputs(program, train, val, test, metric)
+    program, train, val, test = _apply_pii(cfg.pii, program, train, val, test)
     from dspyopt_nb.optimizers.protocol import get_optimizer, resolve_knobs
     optimizer = get_optimizer(cfg.optimizer)
     knobs = resolve_knobs(cfg.optimizer, cfg.preset, cfg.knobs)
@@ -227,6 +239,12 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
     if lm is not None and cfg.price is not None: set_price(task_lm.model, **cfg.price)
     refl_lm = reflection_lm if reflection_lm is not None else (
         shared_lm(cfg.reflection_lm, device=cfg.device, timeout_s=cfg.lm_timeout_s, retries=cfg.lm_retries) if cfg.reflection_lm else None)
+    if cfg.pii != "allow":  # a remote LM gets every prompt through the policy once more, just before it leaves the machine
+        from dspyopt_nb.engines.lm import engine_of
+        from dspyopt_nb.security.pii import PiiPolicy, guard_lm
+        task_lm, refl_lm = (guard_lm(l, PiiPolicy(cfg.pii)) if l is not None and engine_of(l) is None else l for l in (task_lm, refl_lm))
+    from dspyopt_nb.security.crypto import seal_lm_cache
+    seal_lm_cache()  # DSPYOPT_ENCRYPT: the LM responses cached on disk are sealed like the run's artifacts
     problems = check_caps(cfg, len(val), priced=price_of(_lm_name(task_lm)) is not None)
     if problems: raise ConfigError("the run cannot start:\n" + "\n".join(f"  {p}" for p in problems), [p.split(": ", 1) for p in problems])
     from dspyopt_nb.engines.lm import engine_of

@@ -93,14 +93,15 @@ class OptimizationResult:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, path) -> Path:
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, default=_json_default))
-        tmp.replace(path)  # atomic: a killed process never leaves half a result
-        return path
+        "Write the result as JSON, atomically (a killed process never leaves half a result), encrypted when DSPYOPT_ENCRYPT is on."
+        from dspyopt_nb.security.crypto import write_bytes
+        return write_bytes(path, json.dumps(self.to_dict(), indent=1, default=_json_default).encode())
 
     @classmethod
-    def load(cls, path) -> "OptimizationResult": return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path) -> "OptimizationResult":
+        "Read a result.json (decrypted when encrypted; a pickle is refused). `read_result`/`load_run` also check its signature."
+        from dspyopt_nb.security.signing import load_json
+        return cls.from_dict(load_json(path))
 
 # %% ../../nbs/10_run/01_result.ipynb #7c52eeaa
 def _mean(xs): return sum(xs) / len(xs) if xs else None

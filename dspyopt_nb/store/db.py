@@ -45,6 +45,7 @@ class Base(DeclarativeBase):
 MODEL_MODULES: list[str] = [
     "dspyopt_nb.serve.models",     # the runtime (runtime_*)
     "dspyopt_nb.insights.tables",   # the knowledge base (insights_*)
+    "dspyopt_nb.security.tables",   # identities, tokens, the audit trail (security_*)
 ]
 
 _ENGINES: dict[str, Engine] = {}

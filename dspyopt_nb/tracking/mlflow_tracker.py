@@ -148,7 +148,9 @@ class MlflowTracker:
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
             (d / "program").mkdir()
-            (d / "program" / "program.json").write_text(json.dumps(result.program_state, indent=1))
+            from dspyopt_nb.security.crypto import write_bytes
+            from dspyopt_nb.security.signing import sign_artifacts
+            write_bytes(d / "program" / "program.json", json.dumps(result.program_state, indent=1).encode())  # encrypted when on
             self.client.log_artifacts(rid, str(d / "program"), "program")
             (d / "candidates.csv").write_text("id,trial,parent,score,n,full,n_demos\n" + "".join(
                 f"{x.id},{x.trial},{x.parent},{x.score},{x.n},{x.full},{x.n_demos}\n" for x in result.candidates))
@@ -159,6 +161,8 @@ class MlflowTracker:
                 result.model_version = self.register(rid)
             result.save(d / "result.json")
             self.client.log_artifact(rid, str(d / "result.json"))
+            sign_artifacts(d, ["result.json", "program/program.json"])  # load_result verifies them (catalogue.MLFLOW_SIGNED)
+            self.client.log_artifact(rid, str(d / "signature.sig"))
         self.client.set_tag(rid, TAG_STATUS, result.status)
         self.client.set_terminated(rid, "FINISHED" if result.status in ("finished", "stopped") else "FAILED")
         return result

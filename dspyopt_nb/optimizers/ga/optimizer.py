@@ -325,15 +325,15 @@ def _save(self: GeneticOptimizer):
                  failures=self.failures, lineage=self.lineage, full=sorted(self.full), population=self.population,
                  best_key=self.best_key, best_score=self.best_score if self.best_key else None, stall=self.stall,
                  history=self.history, records=self.records, usage=self.ctx.recorder.usage())
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
+    from dspyopt_nb.security.crypto import write_bytes
+    write_bytes(path, json.dumps(state).encode())  # atomic; encrypted when DSPYOPT_ENCRYPT is on (it holds demos and instructions)
 
 @patch
 def _load(self: GeneticOptimizer) -> dict | None:
     path = self.checkpoint_path
     if path is None or not path.exists(): return None
-    try: state = json.loads(path.read_text())
+    from dspyopt_nb.security.crypto import read_bytes
+    try: state = json.loads(read_bytes(path))
     except json.JSONDecodeError: return None
     return state if state.get("version") == 1 and state.get("run_id") == self.ctx.recorder.run_id else None
 
