@@ -18,7 +18,7 @@ import scipy
 import scipy.stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from dspyopt_nb.stats import torch_paired_bootstrap  # noqa: E402
+from dspyopt_nb.gpu_stats import torch_paired_bootstrap  # noqa: E402
 
 
 def best_time(fn, repeat):

@@ -43,7 +43,7 @@ def section(name):
 @section("bootstrap")
 def _():
     import scipy.stats as sps
-    from dspyopt_nb.stats import torch_paired_bootstrap
+    from dspyopt_nb.gpu_stats import torch_paired_bootstrap
     n, B = (2000, 2000) if small else (10_000, 10_000)
     rng = np.random.default_rng(0)
     rows = {}

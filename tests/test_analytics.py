@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from dspyopt_nb.insights.analytics import (DEFAULT_CPU_HOUR_USD, ScoreTrend, forecast_scores, forest_chart, gain_patterns,
-                                  log_chart, model_prices, relative_lift_ci, roi, roi_table, run_cost, run_history,
-                                  score_trend, trend_chart, trial_chart, validate_improvement)
+from dspyopt_nb.insights.analytics import (DEFAULT_CPU_HOUR_USD, gain_patterns, model_prices, relative_lift_ci, roi,
+                                           roi_table, run_cost, run_history, validate_improvement)
+from dspyopt_nb.insights.trends import (ScoreTrend, forecast_scores, forest_chart, log_chart, score_trend, trend_chart,
+                                        trial_chart)
 from dspyopt_nb.run.events import CandidateEvaluated
 from dspyopt_nb.run.result import Candidate, OptimizationResult
 from dspyopt_nb.stats import compare_paired

@@ -185,7 +185,7 @@ def test_real_papermill_run_with_the_embedded_model(tmp_path, mlflow_uri):
 def test_plugin_optimizers_are_known_before_any_run():
     "A fresh process: job configs and the magic accept the GA and a plugin of another distribution before any run."
     import subprocess, sys
-    code = ("from dspyopt_nb.jobs.runner import load_config; from dspyopt_nb.notebook.magics import plan_run; "
+    code = ("from dspyopt_nb.jobs.runner import load_config; from dspyopt_nb.notebook.runs import plan_run; "
             "print(load_config({'task': 'sst2', 'optimizer': 'ga'}).optimizer, "
             "plan_run(dict(task='sst2', optimizer='greedy', lm='scripted:dspyopt_nb.engines.scripted:toy_sentiment'), {}).optimizer.name)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -8,6 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import dspyopt_nb.notebook.magics as M
+import dspyopt_nb.notebook.runs as NR
 from dspyopt_nb.data import load_task
 from dspyopt_nb.engines.scripted import ScriptedEngine, scripted_lm
 from dspyopt_nb.run.result import OptimizationResult
@@ -25,10 +26,10 @@ def ip(tmp_path, monkeypatch, tmp_cache):
     shell.run_line_magic("load_ext", "dspyopt_nb.notebook.magics")
     M.load_ipython_extension(shell)                                    # a fresh Dspyopt with the default settings
     shell.user_ns.update(toy=scripted_lm(toy_model), slow=scripted_lm(toy_model, "slow", delay_s=0.01))
-    M.RUNS.clear()
+    NR.RUNS.clear()
     yield shell
-    for h in list(M.RUNS.values()): h.stop(); h.wait(60)
-    M.RUNS.clear()
+    for h in list(NR.RUNS.values()): h.stop(); h.wait(60)
+    NR.RUNS.clear()
 
 
 def magic(shell) -> M.Dspyopt: return [c for c in shell.configurables if isinstance(c, M.Dspyopt)][-1]
@@ -132,7 +133,7 @@ def test_run_waits_binds_and_leaves_records(ip, tmp_path, capsys):
     assert json.loads((d / "notebook.json").read_text())["settings"]["task"] == "sst2"
     kinds = [json.loads(l)["kind"] for l in (d / "events.jsonl").read_text().splitlines()]
     assert kinds[0] == "run_started" and kinds[-1] == "finished"          # the magic's run logs like optimize()'s own
-    h = M.RUNS[res.run_id]
+    h = NR.RUNS[res.run_id]
     assert h.state.status == "finished" and h.state.best == res.best_candidate.score
     out = capsys.readouterr().out
     assert "Going to sample" not in out and "Scores so far" not in out   # DSPy's optimizers' chatter is counted, not shown
@@ -155,7 +156,7 @@ def test_background_run_stop_then_resume(ip, capsys):
     def rec(p): prompts.append(p); time.sleep(0.01); return toy_model(p)
     ip.user_ns["rec"] = scripted_lm(rec)
     assert line(ip, f"run sst2 --lm rec --optimizer bootstrap {SIZES} --no-tracking --quiet -o bg") is None
-    h = list(M.RUNS.values())[-1]
+    h = list(NR.RUNS.values())[-1]
     deadline = time.time() + 60
     while h.state.metric_calls < 20 and not h.done.is_set() and time.time() < deadline: time.sleep(0.05)
     assert h.status == "running", "the run ended before it could be stopped"
@@ -172,7 +173,7 @@ def test_background_run_stop_then_resume(ip, capsys):
 
 def test_resume_from_disk_after_a_restart(ip):
     res = line(ip, f"run sst2 --lm toy --optimizer none {SIZES} --no-tracking --wait --quiet")
-    M.RUNS.clear()                                                        # as after a kernel restart
+    NR.RUNS.clear()                                                        # as after a kernel restart
     (Path(res.run_dir) / "result.json").unlink()
     again = line(ip, f"resume {res.run_id} --wait --quiet -o back")
     assert again.run_id == res.run_id and again.optimized_scores == res.optimized_scores
@@ -181,25 +182,25 @@ def test_resume_from_disk_after_a_restart(ip):
 def test_same_run_twice_returns_the_finished_one(ip):
     first = line(ip, f"run sst2 --lm toy --optimizer none {SIZES} --no-tracking --wait --quiet")
     counted = ip.user_ns["counted"] = scripted_lm(toy_model)           # the same model, so the same run
-    M.RUNS.clear()
+    NR.RUNS.clear()
     again = line(ip, f"run sst2 --lm counted --optimizer none {SIZES} --no-tracking --wait")
     assert again.run_id == first.run_id and counted.engine.calls == 0
-    h = M.RUNS[first.run_id]
+    h = NR.RUNS[first.run_id]
     assert h.state.status == "finished" and "already finished" in h.state.message
 
 
 def test_mistakes_in_the_data_are_refused_before_the_run_starts(ip):
     ip.user_ns.update(prog=dspy.Predict("review -> sentiment"), tiny=load_task("sst2").splits(3, 0, 0).train, acc=load_task("sst2").metric)
-    n = len(M.RUNS)
+    n = len(NR.RUNS)
     with pytest.raises(UsageError, match="trainset has .*Fix:"): line(ip, "run prog tiny acc --lm toy --optimizer none --no-tracking --wait")
-    assert len(M.RUNS) == n                                                # planned in the foreground: nothing started
+    assert len(NR.RUNS) == n                                                # planned in the foreground: nothing started
 
 
 def test_failure_inside_the_run_reaches_the_dashboard(ip, tmp_path):
     import dspyopt_nb.notebook.dashboard as D
     bad = "bogus://nowhere"                                                # the run fails as it opens its MLflow run
     with pytest.raises(UsageError, match="the run failed"): line(ip, f"run sst2 --lm toy --optimizer none {SIZES} --tracking {bad} --wait")
-    h = list(M.RUNS.values())[-1]
+    h = list(NR.RUNS.values())[-1]
     assert h.state.status == "failed" and h.state.errors[0]["fix"]
     assert "Fix:" in D.state_html(h.state)
 
@@ -215,7 +216,7 @@ def test_compare_and_list_with_mlflow(ip, tmp_path):
     assert {a.run_id, b.run_id} <= set(rows) and rows[b.run_id].mlflow_run_id == b.mlflow_run_id
     assert rows[b.run_id].optimized == pytest.approx(b.optimized)
     # found in MLflow alone: no session, no run directory
-    M.RUNS.clear()
+    NR.RUNS.clear()
     import shutil; shutil.rmtree(b.run_dir)
     back = line(ip, f"show {b.run_id}")
     assert back.program_state == b.program_state
@@ -226,7 +227,7 @@ def test_compare_and_list_with_mlflow(ip, tmp_path):
 
 def test_dry_run_and_lm(ip):
     est = line(ip, f"run sst2 --lm toy --optimizer mipro {SIZES} --dry-run --no-tracking")
-    assert est.run_id and est.estimate.lm_calls > 0 and not M.RUNS
+    assert est.run_id and est.estimate.lm_calls > 0 and not NR.RUNS
     rep = line(ip, "lm toy")
     assert magic(ip).lm == "toy" and rep.info["engine"] == "scripted" and "CPU" in repr(rep)
 
@@ -246,11 +247,11 @@ def test_console_dashboard_outside_jupyter(ip, capsys):
 
 def test_interrupt_while_waiting_stops_the_run(ip, monkeypatch):
     line(ip, f"run sst2 --lm slow --optimizer bootstrap {SIZES} --no-tracking --quiet")
-    h = list(M.RUNS.values())[-1]
+    h = list(NR.RUNS.values())[-1]
     calls = []
     real_wait = h.done.wait
     def interrupted(timeout=None):
         if not calls: calls.append(1); raise KeyboardInterrupt
         return real_wait(timeout)
     monkeypatch.setattr(h.done, "wait", interrupted)
-    assert M.wait_for(h).status == "stopped"
+    assert NR.wait_for(h).status == "stopped"

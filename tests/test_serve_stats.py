@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from dspyopt_nb.sequential import ArmSummary, sequential_design, sequential_test, simulate_rejections
 from dspyopt_nb.serve.experiments import ExperimentSpec, Variant, assign, bucket, stage_weights
-from dspyopt_nb.stats import srm_check
+from dspyopt_nb.sequential import srm_check
 
 ALPHA = 0.05
 

@@ -10,10 +10,12 @@ import statsmodels.api as sm
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
+from dspyopt_nb.gpu_stats import torch_paired_bootstrap
+from dspyopt_nb.sequential import chance_to_win, confidence_sequence, srm_check
 from dspyopt_nb.stats import (
-    PairedComparison, UnderpoweredWarning, aa_false_positive_rate, adjust_pvalues, chance_to_win, clustered_diff,
-    compare_paired, confidence_sequence, mcnemar_exact, min_detectable_effect, paired_bootstrap_ci, paired_t,
-    permutation_test, relative_lift, required_sample_size, srm_check, torch_paired_bootstrap, wilcoxon)
+    PairedComparison, UnderpoweredWarning, aa_false_positive_rate, adjust_pvalues, clustered_diff, compare_paired,
+    mcnemar_exact, min_detectable_effect, paired_bootstrap_ci, paired_t, permutation_test, relative_lift,
+    required_sample_size, wilcoxon)
 
 # Small samples below are deliberate; the warning itself is tested in test_compare_paired_warns_when_underpowered.
 pytestmark = pytest.mark.filterwarnings("ignore::dspyopt_nb.stats.UnderpoweredWarning")

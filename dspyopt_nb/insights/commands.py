@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, sys
 
 # %% auto #0
-__all__ = ['recommend_command', 'kb_command']
+__all__ = ['recommend_command', 'kb_command', 'recommend_magic']
 
 # %% ../../nbs/90_insights/07_commands.ipynb #94eb8dab
 def _say(msg: str): print(f"dspyopt: {msg}", flush=True)
@@ -97,3 +97,21 @@ def kb_command(p: argparse.ArgumentParser):
         kb = KnowledgeBase(a.db)
         n = kb.import_file(a.path); _say(f"{n} run(s) merged; {len(kb)} in the knowledge base"); return 0
     q.set_defaults(fn=import_)
+
+# %% ../../nbs/90_insights/07_commands.ipynb #7dba48ea
+def recommend_magic(magic, args, cell):
+    "`%dspyopt recommend`: ranked configurations for a task (or PROGRAM TRAINSET METRIC) from the knowledge base; --max-metric-calls is the budget."
+    from IPython.core.error import UsageError
+    from dspyopt_nb.insights.recommend import recommend
+    from dspyopt_nb.notebook.runs import _line, lookup, notebook_lm
+    from dspyopt_nb.run.errors import OptimizeError
+    settings, names = magic._settings(args, cell)
+    objs = {k: lookup(magic.ns, v, k) for k, v in names.items()}
+    lm_ = notebook_lm(settings.get("lm"), magic.ns) or settings.pop("lm", None) or magic.lm
+    budget = settings.pop("max_metric_calls", None)
+    keep = {k: v for k, v in settings.items() if k in ("task", "dataset", "signature", "metric", "rename", "n_train", "n_val", "n_test", "seed")}
+    data = objs.get("trainset") if "valset" not in objs else (objs["trainset"], objs["valset"], objs.get("testset"))
+    try: out = recommend(objs.get("program"), data, lm_, budget, metric=objs.get("metric"), config=keep, reflection_lm=settings.get("reflection_lm"))
+    except (ValueError, OptimizeError) as e: raise UsageError(_line(e)) from None
+    if args.out: magic.ns[args.out] = out
+    return out

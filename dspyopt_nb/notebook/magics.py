@@ -13,7 +13,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, Unicode, Union
 
-from .dashboard import DashboardState, LMReport, device_info_of, make_dashboard, torch_devices
+from .dashboard import LMReport, device_info_of, torch_devices
+from .runs import (NAME_FIELDS, RUNS, RunHandle, _line, lookup, notebook_lm, plan_run, start_run,
+                                      wait_for)
 from ..run.catalogue import (NOTEBOOK, RunTable, compare_runs, existing_store, find_run, list_runs, load_run, read_json,
                                       runs_root)
 from ..run.config import RunConfig, args_to_settings, config_arguments, field_kind, parse_config
@@ -21,152 +23,23 @@ from ..run.errors import OptimizeError
 from ..run.events import RunFinished
 
 # %% auto #0
-__all__ = ['COMMANDS', 'NAME_FIELDS', 'RUNS', 'CONFIG_TRAITS', 'Dspyopt', 'lookup', 'notebook_lm', 'plan_run', 'RunHandle',
-           'start_run', 'wait_for', 'load_ipython_extension', 'unload_ipython_extension']
+__all__ = ['EXTRA_COMMANDS', 'COMMANDS', 'CONFIG_TRAITS', 'Dspyopt', 'extra_command', 'load_ipython_extension',
+           'unload_ipython_extension']
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #6962b07a
-COMMANDS = ("run", "status", "list", "show", "compare", "stop", "resume", "lm", "experiments", "recommend", "help")
+EXTRA_COMMANDS = {  # a layer's subcommand: name -> (usage, help, "module:function" called as fn(magic, args, cell))
+    "experiments": ("experiments [NAME] [--watch S] [--db URL]", "the runtime's experiments, or one's live allocation, results, decisions",
+                    "dspyopt_nb.serve.report:experiments_magic"),
+    "recommend": ("recommend sst2 --max-metric-calls 300", "configurations ranked by the knowledge base, with cost and evidence",
+                  "dspyopt_nb.insights.commands:recommend_magic"),
+}
+COMMANDS = ("run", "status", "list", "show", "compare", "stop", "resume", "lm", *EXTRA_COMMANDS, "help")
 
-def _line(e: BaseException) -> str:
-    "An exception as one line."
-    return " ".join(str(e).split()) or type(e).__name__
-
-def lookup(namespace: dict, expr: str, what: str):
-    "The value of `expr` (a name or dotted name, e.g. 'sp.train') in `namespace`; UsageError with the fix if missing."
-    head, *rest = str(expr).split(".")
-    if head not in namespace:
-        near = difflib.get_close_matches(head, [k for k in namespace if not k.startswith("_")], 3)
-        hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
-        raise UsageError(f"{what} {expr!r} is not defined in the notebook{hint}. Fix: define it in a cell first, or check the "
-                         "spelling; for a bundled task run e.g. %dspyopt run sst2.")
-    obj = namespace[head]
-    for i, attr in enumerate(rest):
-        if not hasattr(obj, attr):
-            raise UsageError(f"{'.'.join([head] + rest[:i])} has no attribute {attr!r}. Fix: check the name {expr!r}.")
-        obj = getattr(obj, attr)
-    return obj
-
-def notebook_lm(spec, namespace: dict | None):
-    "A `dspy.LM` held by a notebook variable named `spec`, else None (the string is a model spec)."
-    import dspy
-    if not isinstance(spec, str) or not namespace or spec.split(".")[0] not in namespace: return None
-    obj = lookup(namespace, spec, "lm")
-    if isinstance(obj, dspy.BaseLM): return obj
-    raise UsageError(f"{spec!r} holds a {type(obj).__name__}, not a dspy.LM. Fix: set it to e.g. dspyopt_nb.lm('local').")
-
-# %% ../../nbs/30_notebook/01_magics.ipynb #de719336
-NAME_FIELDS = ("program", "trainset", "metric", "valset", "testset")
-
-def plan_run(settings: dict, namespace: dict, names: dict | None = None):
-    "A `RunPlan` for `settings` (RunConfig fields) and `names` (notebook variables for program, data and metric)."
-    import dspy
-    from dspyopt_nb.run.plan import plan
-    names = {k: v for k, v in (names or {}).items() if v}
-    settings = dict(settings)
-    lm_obj, refl_obj = notebook_lm(settings.get("lm"), namespace), notebook_lm(settings.get("reflection_lm"), namespace)
-    if lm_obj is not None: settings["lm"] = None
-    if refl_obj is not None: settings["reflection_lm"] = None
-    try: cfg = parse_config(settings, where="the run's settings")
-    except OptimizeError as e: raise UsageError(_line(e)) from None
-    objs = {k: lookup(namespace, v, k) for k, v in names.items()}
-    if objs and not all(k in objs for k in ("program", "trainset", "metric")):
-        raise UsageError(f"no {', '.join(k for k in ('program', 'trainset', 'metric') if k not in objs)} to optimize. Fix: "
-                         "%dspyopt run PROGRAM TRAINSET METRIC (names in the notebook), or a bundled task: %dspyopt run sst2.")
-    if objs:
-        if not isinstance(objs["program"], dspy.Module):
-            raise UsageError(f"program {names['program']!r} is a {type(objs['program']).__name__}, not a dspy.Module. Fix: e.g. program = dspy.Predict('question -> answer').")
-        for k in ("trainset", "valset", "testset"):
-            xs = objs.get(k)
-            if xs is not None and (isinstance(xs, (str, dict)) or not hasattr(xs, "__len__") or not all(isinstance(x, dspy.Example) for x in xs)):
-                raise UsageError(f"{k} {names[k]!r} is not a list of dspy.Example. Fix: e.g. "
-                                 "[dspy.Example(question=q, answer=a).with_inputs('question') for q, a in rows].")
-        if not callable(objs["metric"]): raise UsageError(f"metric {names['metric']!r} is not callable. Fix: def metric(example, pred, trace=None) -> float.")
-    elif not cfg.has_source:
-        raise UsageError("nothing to optimize. Fix: %dspyopt run sst2 (a bundled task), or %dspyopt run PROGRAM TRAINSET METRIC.")
-    try:
-        if objs: return plan(cfg, objs["program"], (objs["trainset"], objs.get("valset"), objs.get("testset")), metric=objs["metric"],
-                             lm=lm_obj, reflection_lm=refl_obj)
-        return plan(cfg, lm=lm_obj, reflection_lm=refl_obj)
-    except OptimizeError as e: raise UsageError(_line(e)) from None
-
-# %% ../../nbs/30_notebook/01_magics.ipynb #0d4e8b1f
-RUNS: dict = {}                       # run id -> RunHandle, this session's runs
-_RUNS_LOCK = threading.RLock()
-
-class RunHandle:
-    "One run started by the magic: plan, live state, worker thread, stop flag and, at the end, result or error."
-    def __init__(self, plan, settings: dict, names: dict, namespace: dict | None = None, out: str | None = None):
-        self.plan, self.settings, self.names, self.namespace, self.out = plan, settings, names, namespace, out
-        self.state = DashboardState(knobs=dict(plan.knobs), device=device_info_of(plan.lm))
-        self.stop_event, self.done, self.started = threading.Event(), threading.Event(), time.time()
-        self.result = self.error = self.thread = self.view = None
-
-    @property
-    def run_id(self) -> str: return self.plan.run_id
-    @property
-    def status(self) -> str:
-        if not self.done.is_set(): return "running"
-        return self.result.status if self.result is not None else "failed"
-
-    def stop(self): self.stop_event.set()
-
-    def wait(self, timeout: float | None = None):
-        "Wait for the end of the run; returns its result (None while it still runs or when it failed)."
-        self.done.wait(timeout)
-        return self.result
-
-    def _work(self):
-        from dspyopt_nb.run.execute import execute
-        sink = self.view if self.view is not None else self.state.apply
-        try:
-            self.result = execute(self.plan, callbacks=[sink], progress=False, stop=self.stop_event)
-            if self.out and self.namespace is not None: self.namespace[self.out] = self.result
-            if self.view is not None: self.view.show_result(self.result)
-        except BaseException as e:
-            self.error = e
-            if not self.state.done: sink(RunFinished(run_id=self.run_id, status="failed", message=_line(e)))
-        finally: self.done.set()
-
-    def _repr_markdown_(self) -> str: return f"`{self.state.summary()}`"
-    def __repr__(self): return f"RunHandle({self.run_id}, {self.status})"
-
-def start_run(settings: dict, namespace: dict, *, names: dict | None = None, out: str | None = None, dashboard: str = "auto",
-              view=None, wait: bool = False) -> RunHandle:
-    "Plan a run (in the foreground: mistakes are reported now) and execute it in a background thread under a dashboard."
-    p = plan_run(settings, namespace, names)
-    with _RUNS_LOCK:
-        if (h := RUNS.get(p.run_id)) is not None and h.status == "running":
-            raise UsageError(f"the same run is already running ({p.run_id}). Fix: wait for it, or %dspyopt stop {p.run_id}.")
-        h = RUNS[p.run_id] = RunHandle(p, settings, names or {}, namespace, out)
-    p.run_dir.mkdir(parents=True, exist_ok=True)
-    (p.run_dir / NOTEBOOK).write_text(json.dumps(dict(settings=settings, names=names or {}), indent=1, default=str))
-    h.view = view if view is not None else make_dashboard(h.state, dashboard, devices=_devices_for(p.lm))
-    if h.view is not None:
-        if view is not None: view.reset(h.state)   # Resume: the same view follows the new run
-        h.view.on_stop, h.view.on_device = h.stop, lambda dev: settings.__setitem__("device", dev)
-        h.view.on_resume = lambda: _resume_in(h.view, settings, namespace, names, out, dashboard)
-    h.thread = threading.Thread(target=h._work, name=f"dspyopt-{p.run_id}", daemon=True)
-    h.thread.start()
-    if wait: wait_for(h)
-    return h
-
-def _resume_in(view, settings, namespace, names, out, dashboard):
-    "The Resume button: the same settings again, in the same view; an error shows there with its fix."
-    try: start_run(settings, namespace, names=names, out=out, dashboard=dashboard, view=view)
-    except UsageError as e: view.show_error(str(e))
-
-def _devices_for(lm_) -> list:
-    "The torch devices to offer in the dashboard: only for a torch engine."
-    from dspyopt_nb.engines.lm import engine_of
-    return torch_devices() if type(engine_of(lm_)).__name__ == "TorchEngine" else []
-
-def wait_for(h: RunHandle):
-    "Block until the run ends; an interrupt (Ctrl-C, the kernel's stop button) stops it cleanly instead of abandoning it."
-    try:
-        while not h.done.wait(0.2): pass
-    except KeyboardInterrupt:
-        h.stop(); h.done.wait()
-    return h.result
+def extra_command(name: str):
+    "The function behind a layer's subcommand `name` in `EXTRA_COMMANDS`, imported on first use."
+    import importlib
+    module, fn = EXTRA_COMMANDS[name][2].split(":")
+    return getattr(importlib.import_module(module), fn)
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #e65f7085
 def _yaml_settings(cell: str) -> dict:
@@ -342,42 +215,6 @@ class _Commands:
         except (ValueError, RuntimeError) as e: raise UsageError(f"{_line(e)} (and no variable {self.lm!r} holds a dspy.LM in the notebook)") from None
         return LMReport(self.lm, self.device, device_info_of(lm_), torch_devices())
 
-    def experiments_cmd(self, args, cell):
-        "experiments: the runtime's experiments, or one experiment's live report (--watch SECONDS refreshes it)."
-        from dspyopt_nb.serve.experiments import ExperimentError, list_experiments
-        from dspyopt_nb.serve.report import experiment_report
-        if not args.names:
-            exps = list_experiments(args.db)
-            rows = [dict(run_id=e.id, program=e.spec.program, status=e.status, stage=e.stage_name, winner=e.winner or "",
-                         allocation=", ".join(f"{k} {v:.0%}" for k, v in e.weights.items()), started=e.created) for e in exps]
-            return RunTable(rows, empty="no experiments yet. Fix: start one (start_experiment(...), POST /v1/experiments).",
-                            cols=("run_id", "program", "status", "stage", "allocation", "winner", "started"))
-        try: rep = experiment_report(args.names[0], args.db)
-        except ExperimentError as e: raise UsageError(_line(e)) from None
-        if args.out: self.ns[args.out] = rep
-        if not args.watch: return rep
-        from IPython.display import Markdown, display
-        handle, end = display(Markdown(rep._repr_markdown_()), display_id=True), time.time() + args.watch
-        while time.time() < end and rep.exp.status in ("running", "promoted"):
-            time.sleep(2.0)
-            rep = experiment_report(args.names[0], args.db)
-            handle.update(Markdown(rep._repr_markdown_()))
-        return None
-
-    def recommend_cmd(self, args, cell):
-        "recommend: ranked configurations for a task (or PROGRAM TRAINSET METRIC) from the knowledge base; --max-metric-calls is the budget."
-        from dspyopt_nb.insights.recommend import recommend
-        settings, names = self._settings(args, cell)
-        objs = {k: lookup(self.ns, v, k) for k, v in names.items()}
-        lm_ = notebook_lm(settings.get("lm"), self.ns) or settings.pop("lm", None) or self.lm
-        budget = settings.pop("max_metric_calls", None)
-        keep = {k: v for k, v in settings.items() if k in ("task", "dataset", "signature", "metric", "rename", "n_train", "n_val", "n_test", "seed")}
-        data = objs.get("trainset") if "valset" not in objs else (objs["trainset"], objs["valset"], objs.get("testset"))
-        try: out = recommend(objs.get("program"), data, lm_, budget, metric=objs.get("metric"), config=keep, reflection_lm=settings.get("reflection_lm"))
-        except (ValueError, OptimizeError) as e: raise UsageError(_line(e)) from None
-        if args.out: self.ns[args.out] = out
-        return out
-
     def help_cmd(self, args, cell): print(self.dspyopt.__doc__)
 
 # %% ../../nbs/30_notebook/01_magics.ipynb #773bd7cf
@@ -394,9 +231,7 @@ _HELP = """Optimize DSPy programs from the notebook.
   %dspyopt stop [RUN]                                 stop a run (the latest by default) with its best so far
   %dspyopt resume RUN                                 run again with the same settings (finished calls are cached)
   %dspyopt lm [MODEL] [--device DEV]                  show or set the model and the device it runs on
-  %dspyopt experiments [NAME] [--watch S] [--db URL]  the runtime's experiments, or one's live allocation, results, decisions
-  %dspyopt recommend sst2 --max-metric-calls 300      configurations ranked by the knowledge base, with cost and evidence
-  %dspyopt help
+""" + "".join(f"  %dspyopt {usage.ljust(43)}{help_}\n" for usage, help_, _ in EXTRA_COMMANDS.values()) + """  %dspyopt help
 
 Every run setting is an option (--optimizer, --preset, --n-train, --max-metric-calls, ...) and a default:
 %config Dspyopt.preset = 'medium'."""
@@ -409,7 +244,7 @@ def _config_options(func):
     return func
 
 @magic_arguments()
-@argument("command", nargs="?", help="run | status | list | show | compare | stop | resume | lm | experiments | recommend | help")
+@argument("command", nargs="?", help=" | ".join(COMMANDS))
 @argument("names", nargs="*", help="run, recommend: TASK, or PROGRAM TRAINSET METRIC; show/stop/resume/status: RUN; compare: RUN RUN or TASK; lm: MODEL")
 @argument("-o", "--out", help="bind the result to this name")
 @argument("--valset", help="validation set (a name in the notebook)")
@@ -432,6 +267,7 @@ def _dspyopt(self, line: str = "", cell: str | None = None):
         raise UsageError(f"unknown command {cmd!r}. Fix: {'did you mean ' + repr(near[0]) + '? ' if near else ''}use one of {', '.join(COMMANDS)}.")
     if cell is not None and cmd != "run":
         raise UsageError(f"a %%dspyopt cell holds the settings of a run, not of {cmd!r}. Fix: %%dspyopt (or %%dspyopt run) above YAML lines.")
+    if cmd in EXTRA_COMMANDS: return extra_command(cmd)(self, args, cell)
     return getattr(self, f"{cmd}_cmd")(args, cell)
 _dspyopt.__name__ = "dspyopt"
 _dspyopt.__doc__ = _HELP + "\n\n" + _dspyopt.__doc__

@@ -12,8 +12,8 @@ import pandas as pd
 from sqlalchemy import text
 
 from ..store.db import get_engine
-from ..stats import confidence_sequence, srm_check
-from ..sequential import ArmSummary, cuped, fixed_horizon_test, normal_chance_to_win, sequential_test
+from ..sequential import (ArmSummary, confidence_sequence, cuped, fixed_horizon_test, normal_chance_to_win,
+                                   sequential_test, srm_check)
 from .experiments import HOLDOUT, ExperimentState, Guardrail
 
 # %% auto #0

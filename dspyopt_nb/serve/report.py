@@ -11,7 +11,7 @@ from .analysis import Analysis, analyze
 from .experiments import ExperimentState, decisions, get_experiment
 
 # %% auto #0
-__all__ = ['ExperimentReport', 'experiment_report']
+__all__ = ['ExperimentReport', 'experiment_report', 'experiments_magic']
 
 # %% ../../nbs/50_serve/08_report.ipynb #57031149
 def _f(v, fmt=".3f") -> str:
@@ -90,3 +90,28 @@ def experiment_report(exp: ExperimentState | str, url: str | None = None) -> Exp
     "The report of experiment `exp` (a state or an id) from the store at `url`."
     exp = get_experiment(exp, url) if isinstance(exp, str) else exp
     return ExperimentReport(exp, analyze(exp, url), decisions(exp.id, url))
+
+# %% ../../nbs/50_serve/08_report.ipynb #8157b294
+def experiments_magic(magic, args, cell):
+    "`%dspyopt experiments`: the runtime's experiments, or one experiment's live report (--watch SECONDS refreshes it)."
+    from IPython.core.error import UsageError
+    from dspyopt_nb.notebook.runs import _line
+    from dspyopt_nb.run.catalogue import RunTable
+    from dspyopt_nb.serve.experiments import ExperimentError, list_experiments
+    if not args.names:
+        exps = list_experiments(args.db)
+        rows = [dict(run_id=e.id, program=e.spec.program, status=e.status, stage=e.stage_name, winner=e.winner or "",
+                     allocation=", ".join(f"{k} {v:.0%}" for k, v in e.weights.items()), started=e.created) for e in exps]
+        return RunTable(rows, empty="no experiments yet. Fix: start one (start_experiment(...), POST /v1/experiments).",
+                        cols=("run_id", "program", "status", "stage", "allocation", "winner", "started"))
+    try: rep = experiment_report(args.names[0], args.db)
+    except ExperimentError as e: raise UsageError(_line(e)) from None
+    if args.out: magic.ns[args.out] = rep
+    if not args.watch: return rep
+    from IPython.display import Markdown, display
+    handle, end = display(Markdown(rep._repr_markdown_()), display_id=True), time.time() + args.watch
+    while time.time() < end and rep.exp.status in ("running", "promoted"):
+        time.sleep(2.0)
+        rep = experiment_report(args.names[0], args.db)
+        handle.update(Markdown(rep._repr_markdown_()))
+    return None
