@@ -14,7 +14,8 @@ _LAZY = {"optimize": "dspyopt_nb.optimize", "RunConfig": "dspyopt_nb.run.config"
          "list_runs": "dspyopt_nb.run.catalogue", "find_run": "dspyopt_nb.run.catalogue", "load_run": "dspyopt_nb.run.catalogue",
          "compare_runs": "dspyopt_nb.run.catalogue", "load_result": "dspyopt_nb.run.catalogue",
          "register_optimizer": "dspyopt_nb.optimizers.protocol", "optimizers": "dspyopt_nb.optimizers.protocol",
-         "compare_optimizers": "dspyopt_nb.optimizers.compare"}
+         "compare_optimizers": "dspyopt_nb.optimizers.compare", "optimize_many": "dspyopt_nb.scale.many",
+         "recommend": "dspyopt_nb.insights.recommend", "traced": "dspyopt_nb.serve.runtime", "RuntimeClient": "dspyopt_nb.serve.client"}
 
 def __getattr__(name: str):
     "Import a public name on first use."
