@@ -42,7 +42,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 # the modules that declare tables: imported before migrations are compared with the models
-MODEL_MODULES: list[str] = []
+MODEL_MODULES: list[str] = ["dspyopt_nb.learn.models"]
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
