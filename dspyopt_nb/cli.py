@@ -214,6 +214,7 @@ COMMANDS = {
     "demo": ("optimize the bundled SST-2 task with the embedded model (make demo)", "dspyopt_nb.cli:_demo"),
     "schedule": ("cron schedules of job configs: add, list, remove", "dspyopt_nb.cli:_schedule"),
     "scheduler": ("run the scheduler (long-running; SIGTERM or Ctrl-C stops it)", "dspyopt_nb.cli:_scheduler"),
+    "learn": ("watch served programs for drift and re-optimize them, gated (long-running); 'learn status' shows it", "dspyopt_nb.learn.status:learn_command"),
 }
 
 def usage() -> str:

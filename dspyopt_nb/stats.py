@@ -165,7 +165,8 @@ def required_sample_size(p_base, lift, alpha=0.05, power=0.8, *, paired=True, di
 @lru_cache(maxsize=512)
 def _t_effect(n, alpha, power):  # cached: compare_paired asks for every comparison
     from statsmodels.stats.power import TTestPower
-    return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=power))
+    # solve_power answers a scalar for most n but a 1-element array for some (e.g. 120): take the number either way
+    return float(np.ravel(TTestPower().solve_power(nobs=n, alpha=alpha, power=power))[0])
 
 def min_detectable_effect(n, p_base=None, alpha=0.05, power=0.8, *, paired=True, discordant_rate=None,
                           sd_diff=None) -> float:

@@ -1,14 +1,14 @@
 """learn tables: state, alarms, scores, triggers, decisions
 
-Revision ID: a48c4a0660ac
+Revision ID: 6da79aed7e42
 Revises: 
-Create Date: 2026-11-30 01:37:26.646732
+Create Date: 2026-11-30 02:03:04.510990
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = 'a48c4a0660ac'
+revision = '6da79aed7e42'
 down_revision = None
 branch_labels = ('learn',)
 depends_on = None
@@ -30,6 +30,7 @@ def upgrade() -> None:
     sa.Column('event', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('trigger_id', sa.Integer(), nullable=True),
+    sa.Column('n_labels', sa.Integer(), nullable=False),
     sa.Column('created', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_learn_alarms')),
     sa.UniqueConstraint('key', name=op.f('uq_learn_alarms_key'))
@@ -82,6 +83,8 @@ def upgrade() -> None:
     sa.Column('reason', sa.String(length=20), nullable=False),
     sa.Column('alarm_id', sa.Integer(), nullable=True),
     sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('slot', sa.String(length=64), nullable=True),
+    sa.Column('n_labels', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('created', sa.Float(), nullable=False),
     sa.Column('updated', sa.Float(), nullable=False),
@@ -101,6 +104,7 @@ def upgrade() -> None:
     sa.Column('candidate_version', sa.String(length=64), nullable=True),
     sa.Column('experiment_id', sa.String(length=200), nullable=True),
     sa.Column('mlflow_run_id', sa.String(length=64), nullable=True),
+    sa.Column('trace_run_id', sa.String(length=64), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_learn_triggers')),
     sa.UniqueConstraint('key', name=op.f('uq_learn_triggers_key'))
