@@ -211,3 +211,31 @@ def test_a_failed_job_ends_clearly_and_the_next_trigger_works(tmp_path):
     first, retry = w.triggers()
     assert first.status == "failed" and retry.key.endswith(":2") and retry.status == "rolling_out", (retry.status, retry.error, w.log())
     assert w.registry.production(w.name) == "1"
+
+
+def test_a_store_outage_costs_a_round_and_loses_or_doubles_nothing(tmp_path, monkeypatch):
+    "The store fails while a round commits: the learner keeps running, and the next round counts every request once."
+    import signal
+    import contextlib
+    from sqlalchemy.exc import OperationalError
+    import dspyopt_nb.learn.learner as learner_module
+    from dspyopt_nb.learn.models import LearnState
+    w = World(f"sqlite:///{tmp_path}/store.db", tmp_path, production_demos=0)
+    w.serve(100, p_negative=0.1)
+    real, calls = learner_module.session, {"n": 0}
+
+    @contextlib.contextmanager
+    def flaky(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4: raise OperationalError("UPDATE learn_state", {}, Exception("server closed the connection"))  # observe's commit
+        with real(*a, **kw) as s: yield s
+    monkeypatch.setattr(learner_module, "session", flaky)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        w.learner.cfg.poll_s = 0.01
+        assert w.learner.run(max_rounds=3) == 0
+    finally:
+        for s, h in handlers.items(): signal.signal(s, h)
+    assert calls["n"] > 4
+    with real(w.learner.url) as s: st = s.get(LearnState, w.name)
+    assert (st.n_requests, st.n_feedback, st.owner) == (100, 100, None)    # counted once; the lease given back on the way out
