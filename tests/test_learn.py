@@ -239,3 +239,16 @@ def test_a_store_outage_costs_a_round_and_loses_or_doubles_nothing(tmp_path, mon
     assert calls["n"] > 4
     with real(w.learner.url) as s: st = s.get(LearnState, w.name)
     assert (st.n_requests, st.n_feedback, st.owner) == (100, 100, None)    # counted once; the lease given back on the way out
+
+
+def test_demo_refresh_is_a_gated_candidate_in_the_registry(tmp_path):
+    "The cheap online step: production's demos refreshed from recent feedback-confirmed traces, registered, gated, rolled out."
+    w = World(f"sqlite:///{tmp_path}/store.db", tmp_path, production_demos=0, method="refresh_demos", refresh_k=4)
+    w.rounds(600, p_negative=0.1)
+    w.rounds(600, p_negative=0.8)
+    (t,) = w.triggers()
+    assert t.status == "rolling_out" and t.run_dir is None, (t.status, t.gate, t.error)    # no job run: the demo refresh
+    cand = w.registry.load(w.name, t.candidate_version)
+    demos = cand.predictors()[0].demos
+    assert len(demos) == 4 and json.loads(t.gate)["passed"]
+    assert w.registry.production(w.name) == "1"
