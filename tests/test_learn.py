@@ -252,3 +252,24 @@ def test_demo_refresh_is_a_gated_candidate_in_the_registry(tmp_path):
     demos = cand.predictors()[0].demos
     assert len(demos) == 4 and json.loads(t.gate)["passed"]
     assert w.registry.production(w.name) == "1"
+
+
+def test_learner_killed_mid_job_the_next_one_takes_the_papermill_job_over(tmp_cache, tmp_path):
+    "The production launcher: `dspyopt run` (papermill) in a process of its own. The learner that launched it is gone "
+    "(never ticks again); the next one, once the lease has run out, finds the job's record and takes it through the gate."
+    import time
+    from dspyopt_nb.learn.launch import SubprocessLauncher
+    w = World(f"sqlite:///{tmp_path}/store.db", tmp_path, production_demos=0)
+    w.learner = w.new_learner(launcher=SubprocessLauncher())
+    w.rounds(600, p_negative=0.1)
+    w.rounds(300, p_negative=0.8)
+    (t,) = w.triggers()
+    assert t.status == "running" and t.job_run, (t.status, t.error)
+    nxt = w.new_learner(launcher=SubprocessLauncher())      # the first learner died here, its job still running
+    deadline, now = time.time() + 300, w.clock + nxt.cfg.lease_s + 1
+    while time.time() < deadline and w.triggers()[0].status in ("launched", "running", "gating"):
+        nxt.tick(now=now); now += 1; time.sleep(2)
+    (t,) = w.triggers()
+    assert t.status in ("rolling_out", "discarded"), (t.status, t.error, w.log())
+    assert t.run_dir and Path(t.run_dir, "result.json").exists() and t.gate
+    assert [k for k, _ in w.log()].count("trigger") == 1                                   # not launched twice
