@@ -273,3 +273,37 @@ def test_learner_killed_mid_job_the_next_one_takes_the_papermill_job_over(tmp_ca
     assert t.status in ("rolling_out", "discarded"), (t.status, t.error, w.log())
     assert t.run_dir and Path(t.run_dir, "result.json").exists() and t.gate
     assert [k for k, _ in w.log()].count("trigger") == 1                                   # not launched twice
+
+
+def test_learner_interfaces_on_the_serving_runtime(tmp_path):
+    "SqlTraceSource reads the runtime's request and feedback tables; RuntimeGateway starts and reads its experiments."
+    from dspyopt_nb.store.db import MODEL_MODULES
+    if "dspyopt_nb.serve.models" not in MODEL_MODULES: pytest.skip("the serving runtime (issue-serve) is not merged into this branch")
+    from dspyopt_nb.learn.interfaces import RuntimeGateway, SqlTraceSource
+    from dspyopt_nb.serve.experiments import decide, get_experiment
+    from dspyopt_nb.serve.models import Feedback, Request
+    from dspyopt_nb.store.db import migrate, schema_drift
+    url = f"sqlite:///{tmp_path}/store.db"
+    migrate(url)
+    assert schema_drift(url) == []
+    with session(url) as s:
+        for i in range(5):
+            s.add(Request(id=f"r{i}", ts=100.0 + i, program="sst2", version="1", inputs=json.dumps({"review": f"text {i}"}),
+                          outputs=json.dumps({"sentiment": "positive"}), latency_ms=1.0))
+        s.flush()
+        for i in (1, 3): s.add(Feedback(request_id=f"r{i}", ts=200.0 + i, label="negative" if i == 1 else "positive"))
+    src = SqlTraceSource(url)
+    first, cursor = src.read_requests("sst2", None, 3)
+    rest, _ = src.read_requests("sst2", cursor, 10)
+    assert [t.request_id for t in first + rest] == [f"r{i}" for i in range(5)]
+    fbs, _ = src.read_feedback("sst2", None, 10)
+    assert [(t.request_id, t.correct("sentiment")) for t in fbs] == [("r1", 0.0), ("r3", 1.0)]
+    g = RuntimeGateway(url, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", stages=[0.1, 0.5])
+    eid = g.start_experiment("sst2", "1", "2", name="learn-sst2-drift-1-1", reason="passed the gate")
+    assert g.start_experiment("sst2", "1", "2", name=eid, reason="after a restart") == eid
+    assert get_experiment(eid, url).versions == {"production": "1", "candidate": "2"}
+    assert g.experiment(eid).status == "running"
+    decide(eid, "promoted", "significant", url=url, status="promoted", winner="candidate")
+    assert g.experiment(eid).status == "running"                  # promoted, still watched by the runtime: may roll back
+    decide(eid, "completed", "watched", url=url, status="completed", winner="candidate")
+    assert g.experiment(eid).status == "promoted"
