@@ -266,6 +266,7 @@ COMMANDS = {
     "erase": ("erase one person's data from runs, jobs, datasets and MLflow, with a record", "dspyopt_nb.security.cli:erase"),
     "compliance": ("security checks with evidence, HTML and JSON report; exit 1 when one fails", "dspyopt_nb.security.cli:compliance"),
     "pii": ("scan files for personal data", "dspyopt_nb.security.cli:pii"),
+    "learn": ("watch served programs for drift and re-optimize them, gated (long-running); 'learn status' shows it", "dspyopt_nb.learn.status:learn_command"),
 }
 
 def usage() -> str:

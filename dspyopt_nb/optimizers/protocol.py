@@ -74,6 +74,7 @@ class OptimizerContext:
     recorder: Recorder | None = None
     run_dir: Path | None = None        # where a plugin keeps its checkpoints (beside result.json and events.jsonl)
     resume: bool = True                # False: start afresh, ignoring a plugin's checkpoint in run_dir
+    warm_start: dict | None = None     # an earlier run to continue from: its run_dir (search state), optimizer and program_state
 
     @property
     def max_metric_calls(self) -> int | None: return None if self.recorder is None else self.recorder.caps["metric_calls"]

@@ -95,6 +95,8 @@ class RunConfig(BaseModel):
     # where it is recorded
     run_dir: str | None = _f(None, "the run's directory (default: <runs root>/<optimizer>-<run id>)", "runs/sst2-mipro")
     resume: bool = _f(True, "return a finished run, or continue an interrupted one, instead of starting afresh", True, strict=True)
+    warm_start: str | None = _f(None, "start from a previous run (its directory or a unique prefix of its id) or a program's JSON state: "
+                                "its program is the starting program, and an optimizer that can (the GA) continues its search state", "runs/ga-3f2a9c1d7e4b")
     tracking: bool | str = _f(True, "log to MLflow: true (the local store), false, or a tracking URI", True)
     experiment: str = _f("dspyopt", "the MLflow experiment", "dspyopt")
     registered_model: str | None = _f(None, "register the optimized program under this MLflow model name", "sst2-sentiment")

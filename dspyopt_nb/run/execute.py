@@ -125,7 +125,7 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
                     stream.emit(EvalProgress(phase=f"optimizing ({plan.optimizer.name})", done=state.metric_calls, total=plan.estimate.metric_calls))
                     ctx = OptimizerContext(copy.deepcopy(program), plan.train, plan.val, metric, metric.feedback, dict(plan.knobs),
                                            cfg.seed, plan.lm, plan.reflection_lm, plan.num_threads, cfg.max_errors,
-                                           Recorder(state), run_dir, cfg.resume)
+                                           Recorder(state), run_dir, cfg.resume, plan.warm_start)
                     best = plan.optimizer.compile(ctx) if plan.optimizer.name != "none" else program
                 except (StopRun, KeyboardInterrupt) as stop_:  # Ctrl-C / the notebook's interrupt is a stop request too
                     stop_ = stop_ if isinstance(stop_, StopRun) else StopRun("stopped", "interrupted")

@@ -17,7 +17,7 @@ from .recorder import metric_arity
 
 # %% auto #0
 __all__ = ['holdout_splits', 'data_hash', 'config_source', 'shared_lm', 'is_remote', 'Estimate', 'latency_of', 'record_latency',
-           'estimate_run', 'RunPlan', 'plan', 'Suggestion', 'Fit', 'fit_plan']
+           'estimate_run', 'warm_start_state', 'RunPlan', 'plan', 'Suggestion', 'Fit', 'fit_plan']
 
 # %% ../../nbs/10_run/06_plan.ipynb #e70ef5bd
 def holdout_splits(trainset, valset=None, testset=None, *, seed=0, test_fraction=0.25, val_fraction=0.4):
@@ -159,6 +159,26 @@ def estimate_run(optimizer, knobs, program, train, val, test, lm, num_threads: i
     return Estimate(metric_calls, lm_calls, inp, out, None if price is None else round(inp * price[0] + out * price[1], 6),
                     None if seconds is None else round(seconds, 1), concurrency)
 
+# %% ../../nbs/10_run/06_plan.ipynb #bf6ca5b7
+def warm_start_state(spec: str, root=None) -> dict:
+    "What a run warm-starts from: a run directory, a unique prefix of a run id, or a program's JSON state file."
+    from .catalogue import RESULT, find_run
+    from .result import OptimizationResult
+    p = Path(str(spec)).expanduser()
+    if p.is_file():
+        try: state = json.loads(p.read_text())
+        except ValueError: state = None
+        if not isinstance(state, dict):
+            raise OptimizeError(f"warm_start {spec!r} is not a program's JSON state. Fix: give a run directory, a run id, or a program.json.")
+        return dict(source=str(p.resolve()), run_id=None, run_dir=None, optimizer=None, program_state=state)
+    run_dir = p if p.is_dir() else Path(find_run(str(spec), root).run_dir or "")
+    if not (run_dir / RESULT).is_file():
+        raise OptimizeError(f"warm_start {spec!r}: {run_dir} has no finished result to start from. Fix: warm-start from a "
+                            "finished run (`dspyopt runs list`), or pass its program.json.")
+    res = OptimizationResult.load(run_dir / RESULT)
+    return dict(source=str(run_dir.resolve()), run_id=res.run_id, run_dir=str(run_dir.resolve()), optimizer=res.optimizer,
+                program_state=res.program_state)
+
 # %% ../../nbs/10_run/06_plan.ipynb #2582e00a
 @dataclass(repr=False)
 class RunPlan:
@@ -167,6 +187,7 @@ class RunPlan:
     program: Any; train: list; val: list; test: list; metric: Any
     lm: Any; reflection_lm: Any; optimizer: Any; knobs: dict; num_threads: int
     estimate: Estimate; data: dict; notices: list = field(default_factory=list)
+    warm_start: dict | None = None   # what the run starts from (`warm_start_state`), None for a cold start
 
     @property
     def lm_name(self) -> str: return _lm_name(self.lm)
@@ -176,7 +197,8 @@ class RunPlan:
         return dict(run_id=self.run_id, run_dir=str(self.run_dir), optimizer=self.optimizer.name, preset=self.config.preset,
                     lm=self.lm_name, reflection_lm=_lm_name(self.reflection_lm) if self.reflection_lm else None,
                     knobs=self.knobs, num_threads=self.num_threads, config=self.config.model_dump(mode="json"),
-                    data=self.data, estimate=self.estimate.to_dict(), notices=self.notices)
+                    data=self.data, estimate=self.estimate.to_dict(), notices=self.notices,
+                    **({"warm_start": {k: v for k, v in self.warm_start.items() if k != "program_state"}} if self.warm_start else {}))
 
     def summary(self) -> str:
         e = self.estimate
@@ -199,9 +221,10 @@ class RunPlan:
         md = "| plan | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         return md + "".join(f"\n\n> ⚠️ {n}" for n in self.notices)
 
-def _run_key(program, train, val, test, optimizer, knobs, seed, lm_name, caps) -> str:
+def _run_key(program, train, val, test, optimizer, knobs, seed, lm_name, caps, warm=None) -> str:
     blob = json.dumps(dict(p=program.dump_state(), sig={n: str(p.signature) for n, p in program.named_predictors()},
-                           d=[data_hash(train), data_hash(val), data_hash(test)], o=optimizer, k=knobs, s=seed, lm=lm_name, c=caps),
+                           d=[data_hash(train), data_hash(val), data_hash(test)], o=optimizer, k=knobs, s=seed, lm=lm_name, c=caps,
+                           **({"w": warm["source"]} if warm else {})),
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -229,6 +252,13 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
         train, val, test = holdout_splits(*data, seed=cfg.seed) if isinstance(data, tuple) else holdout_splits(data, seed=cfg.seed)
         if len(train) < 2: raise OptimizeError(f"trainset has {len(train)} examples after holding out validation and test "
                                                "data. Fix: pass more examples, or pass valset= and testset= explicitly.")
+    warm = warm_start_state(cfg.warm_start, root) if cfg.warm_start else None
+    if warm:
+        program = copy.deepcopy(program)
+        try: program.load_state(warm["program_state"])
+        except Exception as e:
+            raise OptimizeError(f"warm_start {cfg.warm_start!r} holds a program of another structure ({type(e).__name__}: {e}). "
+                                "Fix: warm-start from a run of the same program (same signature and modules).") from None
     _check_inputs(program, train, val, test, metric)
     program, train, val, test = _apply_pii(cfg.pii, program, train, val, test)
     from dspyopt_nb.optimizers.protocol import get_optimizer, resolve_knobs
@@ -250,12 +280,12 @@ def plan(config: RunConfig | dict | None = None, program=None, data=None, *, met
     from dspyopt_nb.engines.lm import engine_of
     threads = cfg.num_threads or (4 if is_remote(task_lm) else 1)
     caps = dict(max_metric_calls=cfg.max_metric_calls, max_tokens=cfg.max_tokens, max_cost=cfg.max_cost)
-    run_id = _run_key(program, train, val, test, cfg.optimizer, knobs, cfg.seed, _lm_name(task_lm), caps)
+    run_id = _run_key(program, train, val, test, cfg.optimizer, knobs, cfg.seed, _lm_name(task_lm), caps, warm)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else run_dir_for(cfg.optimizer, run_id, root)
     data_info = dict(n_train=len(train), n_val=len(val), n_test=len(test), train=data_hash(train), val=data_hash(val), test=data_hash(test))
     est = estimate_run(optimizer, knobs, program, train, val, test, task_lm, threads, root)
     return RunPlan(cfg, run_id, run_dir, program, list(train), list(val), list(test), metric, task_lm, refl_lm, optimizer, knobs,
-                   threads, est, data_info, _notices(cfg, optimizer, task_lm, refl_lm))
+                   threads, est, data_info, _notices(cfg, optimizer, task_lm, refl_lm), warm)
 
 # %% ../../nbs/10_run/06_plan.ipynb #8ac9aa35
 @dataclass

@@ -46,6 +46,7 @@ MODEL_MODULES: list[str] = [
     "dspyopt_nb.serve.models",     # the runtime (runtime_*)
     "dspyopt_nb.insights.tables",   # the knowledge base (insights_*)
     "dspyopt_nb.security.tables",   # identities, tokens, the audit trail (security_*)
+    "dspyopt_nb.learn.models",      # drift alarms, triggers, the learner's state (learn_*)
 ]
 
 _ENGINES: dict[str, Engine] = {}

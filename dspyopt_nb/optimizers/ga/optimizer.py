@@ -15,7 +15,7 @@ from fastcore.basics import patch
 
 from ...engines.adapter import field_prefix
 from ...run.events import Event
-from .seed import data_stats, demo_pools, examples_text, jsonable, map_threads
+from .seed import data_stats, demo_pools, examples_text, jsonable, map_threads, read_ga_state, warm_pools
 from .ops import (TIPS, Gene, Genome, OperatorContext, Proposer, SELECTIONS, apply_genome, crowded_tournament,
                                diversity, genome_of, get_operators, nsga2_select, pareto_ranks, prompt_tokens, shared_fitness)
 from ..protocol import FunctionOptimizer, OptimizerContext, Recorder
@@ -174,8 +174,13 @@ def _initialize(self: GeneticOptimizer):
         if len(genomes) >= self.pop_size: break
         g = self._random_genome(len(genomes))
         if g not in genomes: genomes.append(g)
+    self._start_population(genomes, "init")
+
+@patch
+def _start_population(self: GeneticOptimizer, genomes, op: str):
+    "Generation 0: score `genomes` on a minibatch, fully evaluate the best, keep elites and survivors."
     for g in genomes:
-        self.genomes[g.key] = g; self.lineage[g.key] = dict(parents=[], ops=["init"], born=0)
+        self.genomes[g.key] = g; self.lineage[g.key] = dict(parents=[], ops=[op], born=0)
     batch = self._minibatch()
     for g in genomes: self._evaluate(g.key, batch)
     keys = [g.key for g in genomes]
@@ -352,6 +357,24 @@ def _restore(self: GeneticOptimizer, s: dict):
         self.history.append(ev); self.ctx.recorder.emit(GenerationFinished(**ev))
     self.ctx.recorder.restore_usage(s["usage"])  # the counters as the uninterrupted run had them
 
+# %% ../../../nbs/20_optimizers/03_ga.ipynb #a365fdea
+@patch
+def _warm_initialize(self: GeneticOptimizer) -> bool:
+    "Generation 0 from the warm-start run's last population, re-scored on this run's data; False when there is none."
+    w = self.ctx.warm_start or {}
+    prev = read_ga_state(w.get("run_dir"))
+    if prev is None or set(prev["pools"]) != set(self.names): return False
+    self.pools = warm_pools(prev["pools"], self.ctx.program, self.ctx.trainset, self.rng, self.n_bootstrap)
+    self.summary, self.proposals = data_stats(self.ctx.program, self.ctx.trainset), {n: list(prev["proposals"][n]) for n in self.names}
+    # half the population is the last one's best (its order: elites first), half new genomes over the grown pools
+    keep = max(self.n_elite, self.pop_size // 2)
+    genomes = list(dict.fromkeys(Genome.from_dict(prev["genomes"][k]) for k in prev["population"] if k in prev["genomes"]))[:keep]
+    for _ in range(self.pop_size * 20):
+        if len(genomes) >= self.pop_size: break
+        if (g := self._random_genome(self.rng.randrange(10**6))) not in genomes: genomes.append(g)
+    self._start_population(genomes, "warm")
+    return True
+
 # %% ../../../nbs/20_optimizers/03_ga.ipynb #20d97fe3
 @patch
 def compile(self: GeneticOptimizer, student, *, trainset=None, valset=None, teacher=None, **_):
@@ -363,7 +386,7 @@ def compile(self: GeneticOptimizer, student, *, trainset=None, valset=None, teac
     state = self._load() if ctx.resume else None  # resume=False: start afresh over an old checkpoint
     if state: self._restore(state)
     else:
-        self._initialize()
+        if not self._warm_initialize(): self._initialize()
         self._finish_generation(0, self.pop_size, float("-inf"))
     while not self.stop_reason:
         g, prev = self.generation + 1, self.best_score

@@ -6,13 +6,14 @@
 from __future__ import annotations
 import json, random
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import dspy
 
 from ...engines.adapter import field_prefix
 
 # %% auto #0
-__all__ = ['jsonable', 'map_threads', 'demo_pools', 'examples_text', 'data_stats']
+__all__ = ['jsonable', 'map_threads', 'demo_pools', 'examples_text', 'data_stats', 'read_ga_state', 'warm_pools']
 
 # %% ../../../nbs/20_optimizers/02_ga_seed.ipynb #618df4a9
 def jsonable(v):
@@ -83,3 +84,24 @@ def data_stats(program, trainset) -> str:
     lens = [len(str(e[f])) for e in trainset for f in sig.input_fields if f in e]
     if lens: parts.append(f"Inputs average {sum(lens) // len(lens)} characters.")
     return " ".join(parts)
+
+# %% ../../../nbs/20_optimizers/02_ga_seed.ipynb #445ef52f
+def read_ga_state(run_dir) -> dict | None:
+    "The last saved state of the GA run in `run_dir` (its ga_checkpoint.json), or None when it has none."
+    p = Path(run_dir) / "ga_checkpoint.json" if run_dir else None
+    if p is None or not p.is_file(): return None
+    try: s = json.loads(p.read_text())
+    except ValueError: return None
+    return s if s.get("version") == 1 and s.get("population") else None
+
+def warm_pools(pools: dict, program, trainset, rng: random.Random, k: int) -> dict[str, list[dict]]:
+    "An earlier run's demo pools, indices unchanged, plus up to `k` labelled examples of `trainset` per predictor."
+    fields = {n: list(p.signature.input_fields) + list(p.signature.output_fields) for n, p in program.named_predictors()}
+    out = {n: [dict(d) for d in pools.get(n, [])] for n in fields}
+    seen = {n: {json.dumps(d, sort_keys=True) for d in out[n]} for n in fields}
+    train = list(trainset)
+    for i in rng.sample(range(len(train)), min(k, len(train))):
+        for n, fs in fields.items():
+            d = {f: jsonable(train[i][f]) for f in fs if f in train[i]}
+            if len(d) == len(fs) and (j := json.dumps(d, sort_keys=True)) not in seen[n]: seen[n].add(j); out[n].append(d)
+    return out
