@@ -125,7 +125,7 @@ def test_tampered_truncated_or_swapped_artifacts_are_refused_and_audited(tmp_pat
 def test_no_code_path_loads_a_pickle(tmp_path, signed_run):
     root, res, _ = signed_run
     assert pickle_sites() == []                                      # the package source: no pickle/cloudpickle/joblib loads
-    assert [x.split(":")[0] for x in pickle_sites(allowed=True)] == ["dspyopt_nb/security/crypto.py"]   # the one marked exception: the sealed LM cache
+    assert [x.split(":")[0] for x in pickle_sites(allowed=True)] == ["dspyopt_nb/learn/learner.py", "dspyopt_nb/security/crypto.py"]   # the marked exceptions: the learner's HMAC-authenticated detectors, the sealed LM cache
     with no_pickle():                                                # any unpickling inside fails: the load paths use none
         assert load_run(res.run_id, root / "runs").run_id == res.run_id
         assert read_result(res.run_dir, verify="strict").program_state

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/60_learn/13_learner.ipynb #275c6499
 from __future__ import annotations
-import json, os, pickle, re, signal, socket, threading, time, uuid
+import hmac, json, os, pickle, re, signal, socket, threading, time, uuid, warnings
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -149,11 +149,27 @@ def release(self: Learner):
 # %% ../../nbs/60_learn/13_learner.ipynb #308fd12d
 def _cursor(v): return None if v is None else json.loads(v)
 
+def _dump_monitors(mon) -> bytes:
+    "The detectors' state, authenticated: an HMAC with a local secret over the pickle, so only state a learner wrote is ever unpickled."
+    from dspyopt_nb.security.crypto import local_secret
+    body = pickle.dumps(mon, protocol=pickle.HIGHEST_PROTOCOL)
+    return hmac.new(local_secret("learn"), body, "sha256").digest() + body
+
+def _load_monitors(blob: bytes):
+    "The detectors written by `_dump_monitors`, or None (fresh detectors, with a warning) when the state is not authentic."
+    from dspyopt_nb.security.crypto import local_secret
+    mac, body = blob[:32], blob[32:]
+    if not hmac.compare_digest(mac, hmac.new(local_secret("learn"), body, "sha256").digest()):
+        warnings.warn("The stored detector state was not written with this machine's learner secret, so it is not loaded; the detectors "
+                      "start afresh (cursors, alarms and triggers are kept). Fix: share one secret between learner hosts (DSPYOPT_SECRET_LEARN).")
+        return None
+    return pickle.loads(body)  # pickle-allowed: the learner's own detector state, HMAC-authenticated
+
 @patch
 def observe(self: Learner, now: float) -> list[DriftAlarm]:
     "Read the next requests and feedback, run the detectors, and commit cursors, detectors, alarms and scores together."
     with session(self.url) as s: st = s.get(LearnState, self.program)
-    mon = pickle.loads(st.detectors) if st.detectors else self.monitors()
+    mon = (_load_monitors(st.detectors) if st.detectors else None) or self.monitors()
     reqs, rc = self.source.read_requests(self.program, _cursor(st.request_cursor), self.cfg.batch)
     fbs, fc = self.source.read_feedback(self.program, _cursor(st.feedback_cursor), self.cfg.batch)
     self._full = len(reqs) >= self.cfg.batch or len(fbs) >= self.cfg.batch     # more is waiting: no pause before the next round
@@ -164,7 +180,7 @@ def observe(self: Learner, now: float) -> list[DriftAlarm]:
     stored = []
     with session(self.url) as s:
         mine = s.execute(update(LearnState).where(LearnState.program == self.program, LearnState.owner == self.owner).values(
-            request_cursor=json.dumps(rc), feedback_cursor=json.dumps(fc), detectors=pickle.dumps(mon), n_requests=mon.n_requests,
+            request_cursor=json.dumps(rc), feedback_cursor=json.dumps(fc), detectors=_dump_monitors(mon), n_requests=mon.n_requests,
             n_feedback=mon.n_feedback, lease_until=now + self.cfg.lease_s, updated=now)).rowcount
         if not mine: raise LeaseLost(f"the lease on {self.program!r} was taken over; nothing of this batch was kept. Fix: run one learner per program.")
         for a in alarms:
