@@ -63,7 +63,7 @@ def test_site_in_chromium(site):
                     page.locator(".vega-embed").first.wait_for(timeout=20_000)
                     page.locator(".widget-html, .jupyter-widgets").first.scroll_into_view_if_needed()
                 page.screenshot(path=str(ARTIFACTS / shot))
-            page.goto((out / "90_insights" / "analytics.html").as_uri())  # Altair charts, interactive, with the site's own Vega
+            page.goto((out / "90_insights" / "trends.html").as_uri())  # Altair charts, interactive, with the site's own Vega
             page.locator(".vega-embed").first.wait_for(timeout=20_000)
             assert page.locator(".vega-embed").count() >= 2
             page.fill("#search", "paired bootstrap")  # search, with no server

@@ -28,6 +28,7 @@ class PredictBody(BaseModel):
     alias: str | None = Field(None, max_length=64)
 
 class BatchBody(BaseModel):
+    "Up to 100 predictions in one request."
     model_config = ConfigDict(extra="forbid")
     items: list[PredictBody] = Field(min_length=1, max_length=100)
 
@@ -42,11 +43,13 @@ class FeedbackBody(BaseModel):
     meta: dict[str, Any] | None = None
 
 class StopBody(BaseModel):
+    "Stopping an experiment: why, and whether to kill it (all traffic back to the control at once)."
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("stopped through the API", max_length=2000)
     kill: bool = False
 
 class ChaosBody(BaseModel):
+    "A drill: extra latency and an error rate injected into one program version (with --chaos only)."
     model_config = ConfigDict(extra="forbid")
     version: str = Field(max_length=64)
     latency_ms: float = Field(0, ge=0, le=60_000)

@@ -20,17 +20,20 @@ __all__ = ['Constraints', 'Window', 'Split', 'OptimizationTarget', 'load_target'
 
 # %% ../../nbs/50_serve/11_target.ipynb #d8cf070e
 class Constraints(BaseModel):
+    "Limits a candidate must keep: latency p95 and cost per call."
     model_config = ConfigDict(extra="forbid")
     latency_p95_ms: float | None = Field(None, gt=0)
     cost_per_call: float | None = Field(None, ge=0)
 
 class Window(BaseModel):
+    "Which traces to learn from: how recent, which versions, at most how many."
     model_config = ConfigDict(extra="forbid")
     hours: float | None = Field(None, gt=0, description="only traces of the last `hours`")
     versions: list[str] | None = Field(None, description="only traces of these program versions")
     max_examples: int = Field(5000, gt=0)
 
 class Split(BaseModel):
+    "How the traces are split into train, validation and test sets (shares and seed)."
     model_config = ConfigDict(extra="forbid")
     train: float = Field(0.5, gt=0); val: float = Field(0.25, gt=0); test: float = Field(0.25, gt=0); seed: int = 0
 
