@@ -33,3 +33,46 @@ def test_server_extension_imports_without_dspy():
             "print(s._jupyter_server_extension_points()[0]['module'], 'dspy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.stdout.split() == ["dspyopt_nb.notebook.server", "False"], out.stdout + out.stderr
+
+
+def _imports(src: str) -> set[str]:
+    import ast
+    try: tree = ast.parse(src)
+    except SyntaxError: return set()
+    out = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import): out |= {a.name.split(".")[0] for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0: out.add(n.module.split(".")[0])
+    return out
+
+
+def test_every_import_is_declared():
+    """A module the package or a lesson imports comes from a distribution that settings.ini declares or that a declared
+    one pulls in: an import that only the developer's virtualenv satisfies fails CI's fresh clone (river once did)."""
+    import configparser, shlex
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    cfg = configparser.ConfigParser(delimiters=["="]); cfg.read(REPO / "settings.ini")
+    keys = ("requirements", "dev_requirements", "torch_requirements")
+    todo = [Requirement(r) for k in keys for r in shlex.split(cfg["DEFAULT"][k])]
+    closure: set[str] = set()
+    while todo:
+        r = todo.pop(); name = canonicalize_name(r.name)
+        if name in closure: continue
+        closure.add(name)
+        try: deps = metadata.requires(r.name) or []
+        except metadata.PackageNotFoundError: continue
+        for d in map(Requirement, deps):
+            if d.marker is None or d.marker.evaluate({"extra": e} if (e := next(iter(r.extras), "")) else {"extra": ""}):
+                todo.append(d)
+    srcs = [p.read_text() for d in ("dspyopt_nb", "tests") for p in (REPO / d).rglob("*.py")]
+    for nb in (REPO / "nbs").rglob("*.ipynb"):
+        srcs += ["\n".join(l for l in "".join(c["source"]).splitlines() if not l.lstrip().startswith(("%", "!")))
+                 for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    mods = set().union(*map(_imports, srcs)) - set(sys.stdlib_module_names)
+    dists = metadata.packages_distributions()
+    optional = {"uvloop"}  # used when installed (dspyopt serve), never required
+    undeclared = {m: dists[m] for m in mods - optional if m in dists and m != "dspyopt_nb"
+                  and not {canonicalize_name(d) for d in dists[m]} & closure}
+    assert not undeclared, f"imported but not declared in settings.ini (add to requirements): {undeclared}"
