@@ -283,3 +283,39 @@ def test_decision_log_is_append_only_on_postgres(postgres_url):
     for sql in ("update runtime_decisions set reason = 'x' where experiment_id = 'pg-log'", "delete from runtime_decisions"):
         with pytest.raises(DBAPIError, match="append-only"):
             with session(postgres_url) as s: s.execute(text(sql))
+
+
+def test_served_runtime_requires_tokens_verifies_signatures_redacts_traces(tmp_path):
+    """`dspyopt serve --auth required --pii redact`: no token is 401 and a viewer starting an experiment is 403 (both
+    audited), a version whose program.json changed after registration is refused (503) while the signed ones serve, and
+    the trace keeps no e-mail address."""
+    from dspyopt_nb.security import audit, auth
+    from dspyopt_nb.serve.models import Request
+    from dspyopt_nb.store.db import session
+    from dspyopt_nb.run.catalogue import mlflow_client
+    uri, db = f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/store.db"
+    v1, v2 = register_variants(uri)
+    auth.add_identity("vera", "viewer", url=db); auth.add_identity("eve", "experimenter", url=db)
+    viewer, experimenter = auth.issue_token("vera", url=db), auth.issue_token("eve", url=db)
+    client = mlflow_client(uri)                                       # version 2's program changed after it was signed
+    mv = client.get_model_version("sst2", v2)
+    f = Path(client.download_artifacts(mv.run_id, "program/program.json", str(tmp_path)))
+    f.write_text(f.read_text().replace("a delight", "a triumph"))
+    client.log_artifact(mv.run_id, str(f), "program")
+    spec = dict(name="ab", program="sst2", variants=[dict(name="zero", ref="production"), dict(name="few", ref="candidate")])
+    with server(tmp_path, db, uri, "--auth", "required", "--pii", "redact", "--no-rollout") as (proc, base):
+        anon, vera, eve = (RuntimeClient(base, headers={"Authorization": f"Bearer {t}"} if t else None) for t in (None, viewer, experimenter))
+        with pytest.raises(RuntimeHTTPError) as e: anon.predict("sst2", review="fine")
+        assert e.value.status == 401
+        p = vera.predict("sst2", review="write to jane.roe@example.com: a dull film")
+        assert p["version"] == v1
+        with pytest.raises(RuntimeHTTPError) as e: vera.predict("sst2", review="fine", alias="candidate")
+        assert e.value.status == 503 and "signature" in str(e.value)
+        with pytest.raises(RuntimeHTTPError) as e: vera.start_experiment(spec)
+        assert e.value.status == 403 and "experimenter" in str(e.value)
+        assert eve.start_experiment(spec)["status"] == "running"
+    with session(db) as s: stored = s.get(Request, p["request_id"]).inputs
+    assert "jane.roe@example.com" not in stored and "<EMAIL_ADDRESS>" in stored
+    denied = [(e["action"], e["actor"]) for e in audit.audit_entries(db) if e["outcome"] in ("denied", "failed")]
+    assert ("experiments.write", "token:vera") in denied and ("login", "http:127.0.0.1") in denied
+    assert ("load_artifact", "denied") in {(e["action"], e["outcome"]) for e in audit.audit_entries(db)}   # the refused version

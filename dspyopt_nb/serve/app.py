@@ -133,8 +133,10 @@ def _metrics(runtime: Runtime):
 
 def create_app(runtime: Runtime | None = None, *, url: str | None = None, tracking_uri: str | None = None, lm: Any = None,
                max_body_bytes: int = 1_000_000, rollout: bool = True, rollout_interval_s: float = 2.0, chaos: bool = False,
-               authorizer=None):
-    "The HTTP API over a `Runtime` (made from `url`, `tracking_uri` and `lm` when not given), wrapped in the body limit."
+               authorizer=None, on_decision=None):
+    """The HTTP API over a `Runtime` (made from `url`, `tracking_uri` and `lm` when not given), wrapped in the body limit.
+    `authorizer(request, action)` guards every endpoint (`dspyopt_nb.security.auth.http_authorizer`); `on_decision(exp, kind,
+    reason)` hears each rollout decision (the audit trail)."""
     rt = runtime or Runtime(url, tracking_uri=tracking_uri, lm=lm, chaos=chaos)
     rt.chaos = rt.chaos or chaos
     metrics = _metrics(rt)
@@ -145,7 +147,8 @@ def create_app(runtime: Runtime | None = None, *, url: str | None = None, tracki
         if rollout:
             from dspyopt_nb.serve.rollout import Rollout
             ctl = Rollout(rt.url, rt.tracking_uri, interval_s=rollout_interval_s,
-                          on_decision=lambda e, k, r: (metrics["decisions"].labels(k).inc(), rt.refresh())).start()
+                          on_decision=lambda e, k, r: (metrics["decisions"].labels(k).inc(), rt.refresh(),
+                                                       on_decision and on_decision(e, k, r))).start()
         app.state.rollout = ctl
         yield
         if ctl: ctl.stop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, sys, time
 
 # %% auto #0
-__all__ = ['latency_lm', 'run_server']
+__all__ = ['AUDITED', 'latency_lm', 'audit_decision', 'run_server']
 
 # %% ../../nbs/50_serve/10_cli.ipynb #15a58c4c
 class _AsyncScripted:
@@ -38,11 +38,29 @@ def _lm(spec: str | None, latency_ms: float | None):
     from dspyopt_nb.engines.lm import lm
     return lm(spec)
 
+def _auth_mode(auth: str | None) -> str:
+    mode = (auth or os.environ.get("DSPYOPT_AUTH") or "off").lower()
+    if mode not in ("required", "off"): raise ValueError(f"auth {mode!r}. Fix: 'required' (bearer tokens) or 'off' (DSPYOPT_AUTH).")
+    return mode
+
+AUDITED = {"promoted": "promote", "rolled_back": "rollback", "advanced": "experiment", "completed": "experiment"}
+
+def audit_decision(url: str | None = None):
+    "A rollout `on_decision` hook writing each decision that changes what is live to the audit trail (actor `system:rollout`)."
+    def on_decision(exp, kind: str, reason: str):
+        if kind not in AUDITED: return   # reweights of a bandit: frequent, and within the experiment's own design
+        from dspyopt_nb.security.audit import record
+        record(AUDITED[kind], "ok", actor="system:rollout", target=f"{exp.spec.program} experiment {exp.id}",
+               detail=dict(decision=kind, reason=reason), url=url)
+    return on_decision
+
 def run_server(host: str = "127.0.0.1", port: int = 8000, *, url: str | None = None, tracking_uri: str | None = None,
                lm: str | None = "local", lm_latency_ms: float | None = None, programs: dict | None = None, rollout: bool = True,
                rollout_interval_s: float = 2.0, chaos: bool = False, max_body_bytes: int = 1_000_000, log_level: str = "warning",
-               ready_file: str | None = None):
-    "Serve the runtime on `host:port` until SIGTERM or Ctrl-C (uvicorn, one process; uvloop and httptools when installed)."
+               ready_file: str | None = None, auth: str | None = None, pii: str | None = None):
+    """Serve the runtime on `host:port` until SIGTERM or Ctrl-C (uvicorn, one process; uvloop and httptools when installed).
+    `auth` (else `$DSPYOPT_AUTH`): 'required' asks every request for a bearer token whose role allows the endpoint; `pii`
+    (else `$DSPYOPT_PII`): the traces' policy. The rollout's promotions and rollbacks go to the audit trail."""
     import importlib.util, uvicorn
     import dspy
     from dspyopt_nb.serve.app import create_app
@@ -52,9 +70,16 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, *, url: str | None = N
     # The event loop, the program threads and the store's writer share the GIL; a short switch interval keeps a thread
     # that waits for it (the writer between two statements, the loop between two requests) from waiting 5 ms each time.
     sys.setswitchinterval(0.0005)
-    rt = Runtime(url, tracking_uri=tracking_uri, lm=_lm(lm, lm_latency_ms), chaos=chaos)
+    auth = _auth_mode(auth)
+    if url: os.environ["DSPYOPT_DB_URL"] = url   # one store for this process: the audit trail beside the traces
+    rt = Runtime(url, tracking_uri=tracking_uri, lm=_lm(lm, lm_latency_ms), chaos=chaos, pii=pii)
     for name, spec in (programs or {}).items(): rt.add_program(name, build_program(spec))
-    app = create_app(rt, rollout=rollout, rollout_interval_s=rollout_interval_s, chaos=chaos, max_body_bytes=max_body_bytes)
+    authorizer = None
+    if auth == "required":
+        from dspyopt_nb.security.auth import http_authorizer
+        authorizer = http_authorizer(url=rt.url)
+    app = create_app(rt, rollout=rollout, rollout_interval_s=rollout_interval_s, chaos=chaos, max_body_bytes=max_body_bytes,
+                     authorizer=authorizer, on_decision=audit_decision(rt.url))
     cfg = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, backlog=4096,
                          loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
                          http="httptools" if importlib.util.find_spec("httptools") else "h11", timeout_keep_alive=60)
@@ -81,6 +106,10 @@ def _serve(p):
     p.add_argument("--max-body-bytes", type=int, default=1_000_000)
     p.add_argument("--ready-file", help="write the pid to this file once listening")
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--auth", choices=["required", "off"], help="'required': every request needs a bearer token with the role its "
+                   "endpoint needs (tokens: dspyopt access token NAME); default $DSPYOPT_AUTH, else off")
+    p.add_argument("--pii", choices=["allow", "redact", "block"], help="personal data in traces: redact it, refuse requests holding it, "
+                   "or keep it (default $DSPYOPT_PII, else allow)")
     def fn(a):
         progs = {}
         for item in a.program or []:
@@ -89,7 +118,7 @@ def _serve(p):
             progs[name] = spec
         run_server(a.host, a.port, url=a.db, tracking_uri=a.tracking_uri, lm=a.lm, lm_latency_ms=a.lm_latency_ms, programs=progs,
                    rollout=not a.no_rollout, rollout_interval_s=a.rollout_interval, chaos=a.chaos, max_body_bytes=a.max_body_bytes,
-                   log_level=a.log_level, ready_file=a.ready_file)
+                   log_level=a.log_level, ready_file=a.ready_file, auth=a.auth, pii=a.pii)
         return 0
     p.set_defaults(fn=fn)
 
@@ -128,7 +157,9 @@ def _experiments(p):
     q.add_argument("experiment"); q.add_argument("--reason", default="stopped from the command line")
     q.add_argument("--kill", action="store_true", help="the kill switch: the same, marked as killed")
     def stop_fn(a):
+        from dspyopt_nb.security.auth import authorize
         from dspyopt_nb.serve.experiments import stop_experiment
-        e = stop_experiment(a.experiment, a.reason, kill=a.kill, url=a.db, actor=os.environ.get("USER", "cli"))
+        who = authorize("experiments.stop", target=f"experiment {a.experiment}", via="cli", url=a.db)  # a viewer may not (audited)
+        e = stop_experiment(a.experiment, a.reason, kill=a.kill, url=a.db, actor=who.actor)
         print(f"dspyopt: experiment {e.id} {'killed' if a.kill else 'stopped'}; all traffic goes to {e.spec.control_name}"); return 0
     q.set_defaults(fn=stop_fn)

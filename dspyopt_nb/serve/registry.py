@@ -81,8 +81,11 @@ def register_program(program, name: str, spec: str, *, alias: str | None = None,
     exp_id = exp.experiment_id if exp else client.create_experiment(REGISTRY_EXPERIMENT, artifact_location=artifact_location(uri))
     run = client.create_run(exp_id, run_name=f"register-{name}", tags={TAG_PROGRAM: spec, **(tags or {})})
     with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "program.json").write_text(json.dumps(program.dump_state(), indent=1))
-        client.log_artifacts(run.info.run_id, d, "program")
+        from dspyopt_nb.security.crypto import write_bytes
+        from dspyopt_nb.security.signing import sign_artifacts
+        write_bytes(Path(d) / "program" / "program.json", json.dumps(program.dump_state(), indent=1).encode())  # sealed when encryption is on
+        sign_artifacts(d, ["program/program.json"])  # the run's signature.sig, as the tracker writes it: load_program verifies it
+        client.log_artifacts(run.info.run_id, d)
     client.set_terminated(run.info.run_id, "FINISHED")
     _ensure_model(client, name)
     src = client.get_run(run.info.run_id).info.artifact_uri.rstrip("/") + "/program"
@@ -167,8 +170,28 @@ def _spec_of(client, mv) -> str:
     raise RegistryError(f"version {mv.version} of {mv.name} does not say how to build its program. Fix: tag it: "
                         f"MlflowClient().set_model_version_tag({mv.name!r}, {mv.version!r}, {TAG_PROGRAM!r}, 'task:<name>' or 'mypkg:make_program').")
 
-def load_program(name: str, ref: str = "production", tracking_uri: str | None = None) -> LoadedProgram:
-    "The program that alias or version `ref` of registered model `name` points at, built from its spec and JSON state."
+def _verified_state(client, mv, d: Path, verify: str | None = None) -> dict:
+    """A version's program state, read only once the run's signature covers it and checks out. `verify` (else
+    `$DSPYOPT_VERIFY`) defaults to strict here: what is served must be signed, unchanged and by a trusted key."""
+    from dspyopt_nb.security.signing import SIGNATURE, load_json, signed_files, verify_artifacts
+    def get(f):  # MLflow writes a file artifact under its base name: put it where its path says
+        (d / f).parent.mkdir(parents=True, exist_ok=True)
+        client.download_artifacts(mv.run_id, f, str((d / f).parent))
+    get("program/program.json")
+    try: get(SIGNATURE)
+    except Exception: pass  # unsigned: verify_artifacts says so, and strict mode refuses it
+    try: covered = signed_files(d) if (d / SIGNATURE).exists() else []
+    except Exception: covered = []  # a damaged signature: verify_artifacts names it
+    for f in covered:  # the signature covers the run's other signed files too (result.json): they must be there to check
+        if not (d / f).exists():
+            try: get(f)
+            except Exception: pass  # missing: verification fails and says so
+    verify_artifacts(d, ["program/program.json"], mode=verify, default="strict")  # refuses it when the signature does not cover it
+    return load_json(d / "program" / "program.json")
+
+def load_program(name: str, ref: str = "production", tracking_uri: str | None = None, verify: str | None = None) -> LoadedProgram:
+    """The program that alias or version `ref` of registered model `name` points at, built from its spec and JSON state
+    once its signature checks out (`verify`: strict by default, see `dspyopt_nb.security.signing`)."""
     uri = tracking_uri or default_tracking_uri()
     version = resolve(name, ref, uri)
     alias = None if str(ref).isdigit() else ref
@@ -184,8 +207,7 @@ def load_program(name: str, ref: str = "production", tracking_uri: str | None = 
     spec = _spec_of(client, mv)
     program = build_program(spec)
     with tempfile.TemporaryDirectory() as d:
-        path = Path(client.download_artifacts(mv.run_id, "program/program.json", d))
-        state = json.loads(path.read_text())
+        state = _verified_state(client, mv, Path(d), verify)
     program.load_state(state)
     loaded = LoadedProgram.of(program, name, version, spec=spec, run_id=mv.run_id)
     with _LOCK: _PROGRAMS[(uri, name, version)] = loaded

@@ -96,7 +96,8 @@ class Runtime:
     "Routes calls to variants, runs programs, traces them and takes feedback; the same store for the server and in-process use."
     def __init__(self, url: str | None = None, *, tracking_uri: str | None = None, lm: Any = None, adapter: Any = "auto",
                  default_alias: str = "production", max_workers: int = 32, refresh_s: float = 1.0, chaos: bool = False,
-                 do_migrate: bool = True):
+                 do_migrate: bool = True, pii: str | None = None):
+        self.pii, self._pii = _pii_policy(pii)     # first: a wrong policy is refused before anything starts
         self.url, self.tracking_uri, self.default_alias, self.refresh_s = store_url(url), tracking_uri, default_alias, refresh_s
         if do_migrate: migrate(self.url)
         self.writer = StoreWriter(self.url)
@@ -106,6 +107,11 @@ class Runtime:
         if adapter == "auto" and lm is not None:
             from dspyopt_nb.engines.adapter import AutoAdapter
             adapter = AutoAdapter()                  # one for the runtime: it remembers its pick per LM
+        if self._pii is not None and lm is not None:
+            from dspyopt_nb.engines.lm import engine_of
+            if engine_of(lm) is None:                # a remote model: it sees only what the policy lets out
+                from dspyopt_nb.security.pii import guard_lm
+                lm = guard_lm(lm, self._pii)
         self.lm, self.adapter = lm, adapter
         self.local: dict[str, dict[str, LoadedProgram]] = {}
         self.pool = ThreadPoolExecutor(max_workers, thread_name_prefix="dspyopt-serve")
@@ -133,6 +139,8 @@ class Runtime:
             if ref == self.default_alias: return next(iter(progs.values()))
         try: return load_program(name, ref, self.tracking_uri)
         except RegistryError as e: raise NotFound(str(e)) from None
+        except ValueError as e:  # the security layer's SignatureError: a changed, unsigned or untrusted version is not served
+            raise Unavailable(f"{name}@{ref} is not served: {e}") from None
 
     def experiment_for(self, program: str) -> ExperimentState | None:
         "The program's live experiment (running, or promoted and watched), re-read at most every `refresh_s` seconds."
@@ -191,9 +199,30 @@ def _run(self: Runtime, loaded: LoadedProgram, inputs: dict) -> tuple[dict, _Cal
         err = f"{type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
     return outputs, usage, (time.perf_counter() - t0) * 1000, err
 
+def _pii_policy(mode: str | None):
+    "The runtime's PII policy (`mode`, else `$DSPYOPT_PII`, else allow) and its `PiiPolicy` (None for allow: no cost)."
+    mode = (mode or os.environ.get("DSPYOPT_PII") or "allow").lower()
+    if mode == "allow": return mode, None
+    from dspyopt_nb.security.pii import PiiPolicy
+    return mode, PiiPolicy(mode)
+
+def _guard(self: Runtime, inputs: dict) -> dict:
+    "Under the 'block' policy a request holding PII is refused before it runs (nothing is traced); the inputs otherwise."
+    if self.pii == "block":
+        try: self._pii.scrub(inputs, "the inputs")
+        except ValueError as e: raise BadInput(str(e)) from None
+    return inputs
+
+def _trace(self: Runtime, obj, where: str):
+    "What a trace stores of `obj`: as it is, or with PII redacted when the policy is redact or block."
+    if self._pii is None: return obj
+    from dspyopt_nb.security.pii import PiiPolicy
+    return PiiPolicy("redact").scrub(obj, where)
+
 def _rows(self: Runtime, rid: str, route: Route, alias, unit, inputs, outputs, usage, ms, err, source, mirror_of=None, variant=None) -> tuple[dict, dict | None]:
     "The request row, and the exposure row when this is the unit's first call in this stage."
     exp, lp = route.experiment, route.loaded
+    if self._pii is not None: inputs, outputs, err = _trace(self, inputs, "inputs"), _trace(self, outputs, "outputs"), err and _trace(self, err, "error")
     row = dict(id=rid, ts=time.time(), program=lp.name, version=lp.version, alias=alias or (None if exp else self.default_alias),
                experiment_id=exp.id if exp else None, stage=exp.stage if exp else None, variant=variant or route.variant,
                unit=(rid if exp and exp.spec.unit == "request" else unit), source=source, mirror_of=mirror_of,
@@ -213,7 +242,7 @@ def _prediction(rid, route: Route, alias, outputs, ms, err) -> Prediction:
     lp, exp = route.loaded, route.experiment
     return Prediction(rid, lp.name, lp.version, outputs, round(ms, 3), route.variant, exp.id if exp else None, alias or lp.alias, err)
 
-Runtime._run, Runtime._rows = _run, _rows
+Runtime._run, Runtime._rows, Runtime._guard = _run, _rows, _guard
 
 # %% ../../nbs/50_serve/05_runtime.ipynb #e8b2eba0
 async def apredict(self: Runtime, program: str, inputs: dict, *, unit: str | None = None, alias: str | None = None,
@@ -221,7 +250,7 @@ async def apredict(self: Runtime, program: str, inputs: dict, *, unit: str | Non
     "Serve one call from an event loop: route, check, run in a worker thread, trace (waiting for the commit)."
     rid = new_id()
     route = self.route(program, unit, alias, rid)
-    inputs = check_inputs(route.loaded, inputs)
+    inputs = self._guard(check_inputs(route.loaded, inputs))
     loop = asyncio.get_running_loop()
     outputs, usage, ms, err = await loop.run_in_executor(self.pool, self._run, route.loaded, inputs)
     row, expo = self._rows(rid, route, alias, unit, inputs, outputs, usage, ms, err, source)
@@ -241,7 +270,7 @@ def predict(self: Runtime, program: str, inputs: dict, *, unit: str | None = Non
     "Serve one call in the caller's thread (the in-process integration); `wait=True` waits for the trace's commit."
     rid = new_id()
     route = self.route(program, unit, alias, rid)
-    inputs = check_inputs(route.loaded, inputs)
+    inputs = self._guard(check_inputs(route.loaded, inputs))
     outputs, usage, ms, err = self._run(route.loaded, inputs)
     row, expo = self._rows(rid, route, alias, unit, inputs, outputs, usage, ms, err, source)
     if expo: self.writer.submit("exposure", expo)
@@ -283,7 +312,7 @@ def _outcome(status: str, request_id: str) -> str:
 
 async def afeedback(self: Runtime, request_id: str, *, score=None, label=None, correction=None, key=None, meta=None) -> str:
     "Store feedback for a served request; returns once it is committed ('ok', or 'duplicate' for a repeated key)."
-    row = _feedback_row(request_id, score, label, correction, key, meta)
+    row = _feedback_row(request_id, score, label, _trace(self, correction, "correction"), key, meta)
     try: status = await self.writer.submit("feedback", row, loop=asyncio.get_running_loop())
     except ValueError as e: raise BadInput(str(e)) from None
     except Exception as e: raise Unavailable(str(e)) from None
@@ -291,7 +320,7 @@ async def afeedback(self: Runtime, request_id: str, *, score=None, label=None, c
 
 def feedback(self: Runtime, request_id: str, *, score=None, label=None, correction=None, key=None, meta=None, timeout: float = 60) -> str:
     "Store feedback for a served request, waiting for its commit ('ok', or 'duplicate' for a repeated key)."
-    return _outcome(self.writer.write("feedback", _feedback_row(request_id, score, label, correction, key, meta), timeout), request_id)
+    return _outcome(self.writer.write("feedback", _feedback_row(request_id, score, label, _trace(self, correction, "correction"), key, meta), timeout), request_id)
 
 def flush(self: Runtime, timeout: float = 60.0):
     "Wait until every row submitted so far is committed."
