@@ -6,7 +6,7 @@ go to test-artifacts/ (the GitHub workflow uploads them).
 The extension is the one `make` installs into the virtualenv (share/jupyter/labextensions/dspyopt and the server
 extension's jupyter_server_config.d file); from a checkout that is not the installed one (another worktree), the
 fixture points JupyterLab at this checkout's build instead."""
-import json, os, signal, socket, subprocess, sys, time, urllib.request
+import json, os, re, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -193,5 +193,74 @@ def test_panel_in_jupyterlab(lab):
             panel.locator("button", has_text="MLflow").click()
             _wait(lambda: page.locator(".jp-MainAreaWidget .dspyopt-mlflow").count() == 1, 15, "the MLflow tab", page)
             assert page.locator(".lm-TabBar-tab.jp-mod-current").inner_text().strip() == "MLflow"
+        finally:
+            browser.close()
+
+
+def production_store(runs: Path) -> str:
+    """The store the panel reads, with what a serving runtime and a learner leave in it: an experiment on SST-2's
+    zero-shot and few-shot programs (40 users, each with a label as feedback) and a drift alarm of a watched program."""
+    import dspy
+    from dspyopt_nb.data import load_task
+    from dspyopt_nb.engines.scripted import toy_lm
+    from dspyopt_nb.learn.models import Alarm, LearnState
+    from dspyopt_nb.serve.experiments import start_experiment
+    from dspyopt_nb.serve.runtime import Runtime
+    from dspyopt_nb.store.db import session
+    runs.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{runs.resolve()}/dspyopt.db"
+    task = load_task("sst2")
+    few = task.program(); few.demos = [dspy.Example(review="a dull mess", sentiment="negative"), dspy.Example(review="a delight", sentiment="positive")]
+    rt = Runtime(url, lm=toy_lm())
+    rt.add_program("sst2", task.program(), "zero-shot"); rt.add_program("sst2", few, "few-shot")
+    start_experiment(dict(name="fewshot", program="sst2", unit="user", metric="label", stages=[0.5], mde=0.3, p_base=0.5, n_min=10,
+                          variants=[dict(name="zero-shot", ref="zero-shot"), dict(name="few-shot", ref="few-shot")]),
+                     url=url, resolve=str, tracking_uri=f"sqlite:///{runs.resolve()}/mlflow.db")
+    rt.refresh()
+    for i, ex in enumerate(task.examples()[:40]):
+        p = rt.predict("sst2", {"review": ex.review}, unit=f"user-{i}", wait=True)
+        rt.feedback(p.request_id, label=ex.sentiment)
+    rt.close()
+    now = time.time()
+    with session(url) as s:
+        s.add(LearnState(program="sst2", n_requests=40, n_feedback=40, updated=now))
+        s.add(Alarm(key="sst2:1:ddm:1", program="sst2", version="1", detector="ddm", signal="performance", at=40, at_ts=now,
+                    effect_size=0.31, p_value=0.002, event="{}", status="open", n_labels=40, created=now))
+    return url
+
+
+def test_experiments_and_alarms_in_the_panel(lab, tmp_path):
+    "The production sections: the experiment with its lift and interval, its tab with arms and decisions, the drift alarm."
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    ARTIFACTS.mkdir(exist_ok=True)
+    production_store(tmp_path / "runs")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                          "--no-first-run", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(f"{lab}/lab")
+            tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
+            tab.wait_for(timeout=90_000)
+            tab.click()
+            panel = page.locator("#dspyopt-panel")
+            exp = panel.locator(".dspyopt-exp-row")
+            _wait(lambda: exp.count() == 1, 30, "the experiment in the panel", page)
+            text = exp.inner_text()
+            assert "fewshot" in text and "running" in text and "40 units" in text, text
+            assert re.search(r"few-shot [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", text), text   # the lift and its interval
+            alarm = panel.locator(".dspyopt-alarms .dspyopt-alarm")
+            _wait(lambda: alarm.count() == 1, 30, "the drift alarm in the panel", page)
+            assert "open" in alarm.inner_text() and "ddm on v1" in alarm.inner_text()
+            assert "1 open alarm of 1" in panel.locator(".dspyopt-alarms .dspyopt-row").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "panel_production.png"))
+            exp.click()
+            view = page.locator(".dspyopt-experiment:visible")
+            _wait(lambda: view.locator(".dspyopt-arms tbody tr").count() == 2, 30, "the experiment's arms", page)
+            arms = view.locator(".dspyopt-arms").inner_text()
+            assert "zero-shot (control)" in arms and "few-shot" in arms and "chance to win" in arms
+            assert "started" in view.locator(".dspyopt-decisions").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "panel_experiment.png"))
         finally:
             browser.close()

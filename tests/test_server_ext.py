@@ -170,3 +170,23 @@ async def test_bad_writes(api):
     assert status == 409 and "Fix:" in e["message"], e
     status, e = await api("schema")
     assert status == 200 and "sst2" in e["tasks"] and "bootstrap" in e["optimizers"]
+
+
+async def test_experiments_and_alarms_routes(api, tmp_path):
+    "The production routes read the store beside the runs: empty before there is one (none is made), then its experiment and alarm."
+    status, d = await api("experiments")
+    assert status == 200 and d["experiments"] == [] and d["store"] is None
+    assert (await api("alarms"))[1]["programs"] == []
+    assert not (tmp_path / "runs" / "dspyopt.db").exists()
+    from test_panel_browser import production_store
+    await asyncio.get_running_loop().run_in_executor(None, production_store, tmp_path / "runs")
+    status, d = await api("experiments")
+    assert status == 200 and [e["id"] for e in d["experiments"]] == ["fewshot"]
+    e = d["experiments"][0]
+    assert sum(e["units"].values()) == 40 and e["lead"]["variant"] == "few-shot" and len(e["lead"]["ci"]) == 2
+    status, d = await api("experiments/fewshot")
+    assert status == 200 and set(d["analysis"]["arms"]) == {"zero-shot", "few-shot"} and d["decisions"][0]["kind"] == "started"
+    status, d = await api("experiments/nope")
+    assert status == 404 and "Fix:" in d["message"]
+    status, d = await api("alarms")
+    assert status == 200 and d["programs"][0]["alarms"][0]["detector"] == "ddm"

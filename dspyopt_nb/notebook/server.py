@@ -26,7 +26,7 @@ __all__ = ['API', 'ROUTES', 'ROUTE_MODULES', 'POLL_S', 'KEEPALIVE_S', 'GRACE_S',
 # %% ../../nbs/30_notebook/03_server.ipynb #90d5baa9
 API = "dspyopt/api"
 ROUTES: list[tuple[str, type]] = []
-ROUTE_MODULES = ("dspyopt_nb.notebook.server",)  # modules whose @route handlers the extension installs
+ROUTE_MODULES = ("dspyopt_nb.notebook.server", "dspyopt_nb.learn.panel")  # modules whose @route handlers the extension installs (experiments, alarms)
 
 def route(pattern: str):
     "Register a handler class for `<base url>/dspyopt/api/<pattern>` (a regex; named groups become arguments)."

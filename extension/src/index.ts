@@ -1,4 +1,5 @@
-// The dspyopt JupyterLab extension: a left-area panel over the run catalogue, run tabs, a run form, compare, MLflow.
+// The dspyopt JupyterLab extension: a left-area panel over the run catalogue, run tabs, a run form, compare, MLflow,
+// and the production sections (experiments with their tabs, drift alarms).
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, IFrame, MainAreaWidget, Notification, WidgetTracker } from '@jupyterlab/apputils';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
@@ -9,13 +10,14 @@ import { ApiError, h, post, request } from './api';
 import { CompareView } from './compare';
 import { RunDetail } from './detail';
 import { RunForm } from './form';
+import { AlarmsSection, ExperimentView, ExperimentsSection } from './production';
 import { RunsList } from './runs';
 
 export { ApiError, request, post, follow } from './api';
 
 const PLUGIN_ID = 'dspyopt:plugin';
 
-/** The dspyopt panel, for other extensions: later panels (experiments, drift alarms) add their sections here. */
+/** The dspyopt panel, for other extensions: add sections to it (runs, experiments and drift alarms are built in). */
 export interface IDspyoptPanel {
   /** Add a collapsible section below the runs (lower rank first). */
   addSection(widget: Widget, rank?: number): void;
@@ -28,6 +30,7 @@ export const CommandIDs = {
   open: 'dspyopt:open-panel',
   newRun: 'dspyopt:new-run',
   openRun: 'dspyopt:open-run',
+  openExperiment: 'dspyopt:open-experiment',
   stopRun: 'dspyopt:stop-run',
   resumeRun: 'dspyopt:resume-run',
   compare: 'dspyopt:compare-runs',
@@ -89,7 +92,26 @@ const plugin: JupyterFrontEndPlugin<IDspyoptPanel> = {
       notify
     });
     panel.addWidget(runs);
-    const ranks: number[] = [0];
+    const openExperiment = (id: string) => {
+      const existing = tracker.find(w => w.content instanceof ExperimentView && (w.content as ExperimentView).experimentId === id);
+      if (existing) {
+        shell.activateById(existing.id);
+        return;
+      }
+      const w = new MainAreaWidget({ content: new ExperimentView(id) });
+      w.id = `dspyopt-experiment-tab-${id}`;
+      w.title.label = `Experiment ${id}`;
+      w.title.icon = dspyoptIcon;
+      void tracker.add(w);
+      shell.add(w, 'main');
+      shell.activateById(w.id);
+    };
+    // the production sections: the runtime's experiments and the learner's drift alarms, below the runs
+    const experiments = new ExperimentsSection(openExperiment);
+    const alarms = new AlarmsSection();
+    panel.addWidget(experiments);
+    panel.addWidget(alarms);
+    const ranks: number[] = [0, 50, 60];
     shell.add(panel, 'left', { rank: 600 });
     if (restorer) {
       restorer.add(panel, 'dspyopt-panel');
@@ -99,6 +121,8 @@ const plugin: JupyterFrontEndPlugin<IDspyoptPanel> = {
       if (!connected) {
         connected = true;
         runs.connect();
+        experiments.connect();
+        alarms.connect();
       }
     };
     // follow the catalogue once the panel is first shown (no stream for users who never open it)
@@ -118,7 +142,23 @@ const plugin: JupyterFrontEndPlugin<IDspyoptPanel> = {
         connect();
       }
     });
-    commands.addCommand(CommandIDs.refresh, { label: 'dspyopt: Refresh runs', execute: () => runs.refresh() });
+    commands.addCommand(CommandIDs.refresh, {
+      label: 'dspyopt: Refresh runs, experiments and alarms',
+      execute: () => {
+        runs.refresh();
+        void experiments.refresh();
+        void alarms.refresh();
+      }
+    });
+    commands.addCommand(CommandIDs.openExperiment, {
+      label: args => (args.id ? `dspyopt: Open experiment ${args.id}` : 'dspyopt: Open experiment…'),
+      execute: args => {
+        const id = (args.id as string) || window.prompt('Experiment id:') || '';
+        if (id) {
+          openExperiment(id);
+        }
+      }
+    });
     commands.addCommand(CommandIDs.openRun, {
       label: args => (args.runId ? `dspyopt: Open run ${String(args.runId).slice(0, 8)}` : 'dspyopt: Open run…'),
       execute: async args => {
@@ -219,7 +259,7 @@ const plugin: JupyterFrontEndPlugin<IDspyoptPanel> = {
     });
     if (palette) {
       for (const command of Object.values(CommandIDs)) {
-        if (command !== CommandIDs.openRun) {
+        if (command !== CommandIDs.openRun && command !== CommandIDs.openExperiment) {
           palette.addItem({ command, category: 'dspyopt' });
         }
       }
