@@ -92,8 +92,14 @@ def test_entrypoint_migrate_and_exporter(tmp_path):
     from dspyopt_nb.jobs.runner import JobRecord
     d = tmp_path / "jobs" / "nightly" / "r1"; d.mkdir(parents=True)
     JobRecord(id="r1", name="nightly", status="failed", started=10.0, finished=20.0, job_dir=str(d)).save()
+    from dspyopt_nb.learn.models import Alarm
+    from dspyopt_nb.store.db import session
+    with session(db) as s:  # what a learner leaves: an open drift alarm
+        s.add(Alarm(key="sst2:1", program="sst2", version="1", detector="ddm", signal="performance", at=1, effect_size=0.2, event="{}",
+                    status="open", created=1.0))
     port = free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DSPYOPT_EXPORTER_PORT": str(port), "DSPYOPT_STATE_DIR": str(tmp_path),
+           "DSPYOPT_DB_URL": db,
            "DSPYOPT_JOBS_DIR": str(tmp_path / "jobs"), "DSPYOPT_RUNS": str(tmp_path / "runs")}
     p = subprocess.Popen([str(entrypoint()), "exporter"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -105,6 +111,7 @@ def test_entrypoint_migrate_and_exporter(tmp_path):
         assert run(str(entrypoint()), "health", env=env).returncode == 0                     # the healthcheck finds it too
         assert m['dspyopt_job_runs{job="nightly",status="failed"}'] == 1.0
         assert m['dspyopt_job_last_finished_timestamp_seconds{job="nightly",status="failed"}'] == 20.0
+        assert m['dspyopt_drift_alarms{program="sst2",signal="performance",status="open"}'] == 1.0
     finally:
         os.killpg(p.pid, signal.SIGTERM); assert p.wait(20) == 0
 
@@ -177,7 +184,8 @@ def test_dashboard_and_alerts_use_exported_metrics_and_parse():
     for e in exprs + [a["expr"] for a in alerts]:
         promql_parser.parse(e.replace("$__rate_interval", "5m").replace("$program", ".*"))
     used = used_metric_names(json.dumps(dash) + json.dumps(rules))
-    for m in ("dspyopt_predictions_total", "dspyopt_program_latency_seconds_bucket", "dspyopt_feedback_total", "dspyopt_rollout_decisions_total", "dspyopt_job_last_finished_timestamp_seconds", "dspyopt_optimization_cost_usd_total"):
+    for m in ("dspyopt_predictions_total", "dspyopt_program_latency_seconds_bucket", "dspyopt_feedback_total", "dspyopt_rollout_decisions_total", "dspyopt_job_last_finished_timestamp_seconds", "dspyopt_optimization_cost_usd_total",
+              "dspyopt_tokens_total", "dspyopt_serving_cost_usd_total", "dspyopt_experiment_allocation", "dspyopt_drift_alarms"):
         assert m in used, m
     assert "dspyopt_nope_total" not in metric_names()
 
@@ -203,6 +211,7 @@ def test_stack_serves_takes_feedback_exports_metrics_and_stops(tmp_path):
     moved = out["moved"]
     assert moved[f'dspyopt_predictions_total{{outcome="ok",program="sst2",variant="",version="{version}"}}'] == 4
     assert moved['dspyopt_program_latency_seconds_count{program="sst2"}'] == 4
+    assert moved['dspyopt_tokens_total{kind="prompt",program="sst2"}'] > 0 and moved['dspyopt_tokens_total{kind="completion",program="sst2"}'] > 0
     assert moved['dspyopt_feedback_total{outcome="ok"}'] == 4 and again["moved"]['dspyopt_feedback_total{outcome="ok"}'] == 2
     assert {p["outputs"]["sentiment"] for p in out["predictions"]} == {"positive"}
     assert all(p.poll() is not None for p in stack.procs.values())                            # every process stopped

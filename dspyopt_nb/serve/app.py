@@ -123,13 +123,39 @@ def _metrics(runtime: Runtime):
              feedback=Counter("dspyopt_feedback", "feedback received", ["outcome"], registry=reg),
              pending=Gauge("dspyopt_store_pending_rows", "rows waiting for the writer", registry=reg),
              decisions=Counter("dspyopt_rollout_decisions", "rollout decisions", ["kind"], registry=reg),
-             http=Counter("dspyopt_http_errors", "requests answered with an error", ["status"], registry=reg))
+             http=Counter("dspyopt_http_errors", "requests answered with an error", ["status"], registry=reg),
+             tokens=Counter("dspyopt_tokens", "LM tokens of served calls", ["program", "kind"], registry=reg),
+             cost=Counter("dspyopt_serving_cost_usd", "LM cost of served calls (priced models only)", ["program"], registry=reg))
     def observe(p):
         m["requests"].labels(p.program, p.version, p.variant or "", "error" if p.error else "ok").inc()
         m["latency"].labels(p.program).observe(p.latency_ms / 1000)
+        u = p.usage or {}
+        if u.get("prompt_tokens"): m["tokens"].labels(p.program, "prompt").inc(u["prompt_tokens"])
+        if u.get("completion_tokens"): m["tokens"].labels(p.program, "completion").inc(u["completion_tokens"])
+        if u.get("cost"): m["cost"].labels(p.program).inc(u["cost"])
     runtime.observers.append(observe)
     m["pending"].set_function(lambda: runtime.writer.pending)
+    reg.register(_Allocation(runtime))
     return m
+
+class _Allocation:
+    "The traffic share of each variant of each running experiment, read from the store at each scrape (one query, cached 2 s)."
+    def __init__(self, runtime: Runtime): self.runtime, self._at, self._rows = runtime, 0.0, []
+    def collect(self):
+        import time
+        from prometheus_client.core import GaugeMetricFamily
+        g = GaugeMetricFamily("dspyopt_experiment_allocation", "traffic share of each variant of a running experiment",
+                              labels=["experiment", "program", "variant", "stage"])
+        if time.monotonic() - self._at > 2.0:
+            try: self._rows = [(e.id, e.spec.program, e.stage_name, e.weights) for e in list_experiments(self.runtime.url, status="running")]
+            except Exception: pass   # the store is away: the last known allocation (and /readyz says so)
+            self._at = time.monotonic()
+        for exp, prog, stage, weights in self._rows:
+            for v, w in weights.items(): g.add_metric([exp, prog, v, stage], w)
+        yield g
+    def describe(self):
+        from prometheus_client.core import GaugeMetricFamily
+        yield GaugeMetricFamily("dspyopt_experiment_allocation", "", labels=["experiment", "program", "variant", "stage"])
 
 def create_app(runtime: Runtime | None = None, *, url: str | None = None, tracking_uri: str | None = None, lm: Any = None,
                max_body_bytes: int = 1_000_000, rollout: bool = True, rollout_interval_s: float = 2.0, chaos: bool = False,

@@ -34,6 +34,7 @@ class Prediction:
     "What a call returns: the outputs, which version and variant answered, and the request id feedback refers to."
     request_id: str; program: str; version: str; outputs: dict; latency_ms: float
     variant: str | None = None; experiment: str | None = None; alias: str | None = None; error: str | None = None
+    usage: dict | None = None   # this call's prompt and completion tokens, and cost in USD (None where the LM has no price)
     def to_dict(self) -> dict: return self.__dict__.copy()
 
 @dataclass
@@ -238,9 +239,10 @@ def _rows(self: Runtime, rid: str, route: Route, alias, unit, inputs, outputs, u
             expo = dict(experiment_id=exp.id, stage=exp.stage, unit=row["unit"], variant=route.variant, ts=row["ts"])
     return row, expo
 
-def _prediction(rid, route: Route, alias, outputs, ms, err) -> Prediction:
+def _prediction(rid, route: Route, alias, outputs, ms, err, usage: _CallUsage) -> Prediction:
     lp, exp = route.loaded, route.experiment
-    return Prediction(rid, lp.name, lp.version, outputs, round(ms, 3), route.variant, exp.id if exp else None, alias or lp.alias, err)
+    return Prediction(rid, lp.name, lp.version, outputs, round(ms, 3), route.variant, exp.id if exp else None, alias or lp.alias, err,
+                      dict(prompt_tokens=usage.prompt, completion_tokens=usage.completion, cost=usage.cost if usage.priced else None))
 
 Runtime._run, Runtime._rows, Runtime._guard = _run, _rows, _guard
 
@@ -259,7 +261,7 @@ async def apredict(self: Runtime, program: str, inputs: dict, *, unit: str | Non
     for t, lp in route.shadows: self._shadow(t, lp, route, inputs, rid)
     try: await done
     except Exception as e: raise Unavailable(str(e)) from None
-    pred = _prediction(rid, route, alias, outputs, ms, err)
+    pred = _prediction(rid, route, alias, outputs, ms, err, usage)
     for ob in self.observers: ob(pred)
     if err: raise ModelFailed(f"{program} v{route.loaded.version} failed: {err}. Fix: see the trace of request {rid}; "
                               "the model or the program raised.", request_id=rid, version=route.loaded.version)
@@ -277,7 +279,7 @@ def predict(self: Runtime, program: str, inputs: dict, *, unit: str | None = Non
     done = self.writer.submit("request", row)
     for t, lp in route.shadows: self._shadow(t, lp, route, inputs, rid)
     if wait: done.result(60)
-    pred = _prediction(rid, route, alias, outputs, ms, err)
+    pred = _prediction(rid, route, alias, outputs, ms, err, usage)
     for ob in self.observers: ob(pred)
     return pred
 
