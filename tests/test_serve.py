@@ -319,3 +319,34 @@ def test_served_runtime_requires_tokens_verifies_signatures_redacts_traces(tmp_p
     denied = [(e["action"], e["actor"]) for e in audit.audit_entries(db) if e["outcome"] in ("denied", "failed")]
     assert ("experiments.write", "token:vera") in denied and ("login", "http:127.0.0.1") in denied
     assert ("load_artifact", "denied") in {(e["action"], e["outcome"]) for e in audit.audit_entries(db)}   # the refused version
+
+
+def test_served_calls_reach_an_otlp_collector(tmp_path, monkeypatch):
+    "`dspyopt serve --otel`: each served call arrives at an OTLP/HTTP collector (a loopback one decoding the protobuf) as a span."
+    import http.server
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    got = []
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            req = ExportTraceServiceRequest(); req.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+            got.extend((self.path, s) for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans)
+            self.send_response(200); self.send_header("Content-Type", "application/x-protobuf"); self.end_headers()
+        def log_message(self, *a): pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{srv.server_address[1]}")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    uri, db = f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/store.db"
+    register_variants(uri)
+    try:
+        with server(tmp_path, db, uri, "--no-rollout") as (proc, base):
+            client = RuntimeClient(base)
+            ids = {client.predict("sst2", review=r)["request_id"] for r in ("a gorgeous film", "a dull mess")}
+            deadline = time.time() + 30
+            while len(got) < 2 and time.time() < deadline: time.sleep(0.1)
+    finally:
+        srv.shutdown()
+    assert {p for p, _ in got} == {"/v1/traces"}
+    attrs = [{a.key: a.value for a in s.attributes} for _, s in got]
+    assert {a["dspyopt.request_id"].string_value for a in attrs} == ids
+    assert {s.name for _, s in got} == {"dspyopt.predict sst2"} and all(a["dspyopt.version"].string_value == "1" for a in attrs)

@@ -17,7 +17,7 @@ from .runtime import BadInput, NotFound, Runtime, ServeError, Unavailable
 
 # %% auto #0
 __all__ = ['PredictBody', 'BatchBody', 'FeedbackBody', 'StopBody', 'ChaosBody', 'authorize', 'BodyLimit', 'create_app',
-           'background_server']
+           'background_server', 'otel_observer', 'configure_otel']
 
 # %% ../../nbs/50_serve/07_app.ipynb #81abf78a
 class PredictBody(BaseModel):
@@ -328,3 +328,37 @@ def background_server(app, host: str = "127.0.0.1", port: int = 0, timeout: floa
     try: yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True; t.join(timeout); sock.close()
+
+# %% ../../nbs/50_serve/07_app.ipynb #fbc6a9fd
+def otel_observer(runtime: Runtime, tracer=None):
+    "Add a runtime observer that records each served call as an OpenTelemetry span (the global provider's tracer by default)."
+    import time
+    from opentelemetry import trace
+    tracer = tracer or trace.get_tracer("dspyopt.serve")
+    def observe(p):
+        end = time.time_ns(); u = p.usage or {}
+        attrs = {"dspyopt.program": p.program, "dspyopt.version": str(p.version), "dspyopt.request_id": p.request_id,
+                 "dspyopt.latency_ms": p.latency_ms, "gen_ai.usage.input_tokens": int(u.get("prompt_tokens") or 0),
+                 "gen_ai.usage.output_tokens": int(u.get("completion_tokens") or 0)}
+        attrs.update({k: v for k, v in {"dspyopt.variant": p.variant, "dspyopt.experiment": p.experiment, "dspyopt.alias": p.alias,
+                                        "dspyopt.cost_usd": u.get("cost")}.items() if v is not None})
+        span = tracer.start_span(f"dspyopt.predict {p.program}", start_time=end - int(p.latency_ms * 1e6), attributes=attrs)
+        if p.error: span.set_status(trace.Status(trace.StatusCode.ERROR, p.error[:300]))
+        span.end(end_time=end)
+    runtime.observers.append(observe)
+    return observe
+
+def configure_otel(endpoint: str | None = None, service: str = "dspyopt-runtime"):
+    "Install a tracer provider that batches spans to an OTLP/HTTP collector at `endpoint` (else `$OTEL_EXPORTER_OTLP_ENDPOINT`)."
+    import os
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not endpoint: raise ValueError("no OTLP endpoint. Fix: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) or pass endpoint=.")
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")))
+    trace.set_tracer_provider(provider)
+    return provider

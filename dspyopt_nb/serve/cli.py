@@ -57,10 +57,11 @@ def audit_decision(url: str | None = None):
 def run_server(host: str = "127.0.0.1", port: int = 8000, *, url: str | None = None, tracking_uri: str | None = None,
                lm: str | None = "local", lm_latency_ms: float | None = None, programs: dict | None = None, rollout: bool = True,
                rollout_interval_s: float = 2.0, chaos: bool = False, max_body_bytes: int = 1_000_000, log_level: str = "warning",
-               ready_file: str | None = None, auth: str | None = None, pii: str | None = None):
+               ready_file: str | None = None, auth: str | None = None, pii: str | None = None, otel: bool | None = None):
     """Serve the runtime on `host:port` until SIGTERM or Ctrl-C (uvicorn, one process; uvloop and httptools when installed).
     `auth` (else `$DSPYOPT_AUTH`): 'required' asks every request for a bearer token whose role allows the endpoint; `pii`
-    (else `$DSPYOPT_PII`): the traces' policy. The rollout's promotions and rollbacks go to the audit trail."""
+    (else `$DSPYOPT_PII`): the traces' policy; `otel` (else `$OTEL_EXPORTER_OTLP_ENDPOINT` set): a span per call over
+    OTLP. The rollout's promotions and rollbacks go to the audit trail."""
     import importlib.util, uvicorn
     import dspy
     from dspyopt_nb.serve.app import create_app
@@ -74,6 +75,9 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, *, url: str | None = N
     if url: os.environ["DSPYOPT_DB_URL"] = url   # one store for this process: the audit trail beside the traces
     rt = Runtime(url, tracking_uri=tracking_uri, lm=_lm(lm, lm_latency_ms), chaos=chaos, pii=pii)
     for name, spec in (programs or {}).items(): rt.add_program(name, build_program(spec))
+    if otel or (otel is None and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        from dspyopt_nb.serve.app import configure_otel, otel_observer
+        configure_otel(); otel_observer(rt)
     authorizer = None
     if auth == "required":
         from dspyopt_nb.security.auth import http_authorizer
@@ -108,6 +112,8 @@ def _serve(p):
     p.add_argument("--log-level", default="warning")
     p.add_argument("--auth", choices=["required", "off"], help="'required': every request needs a bearer token with the role its "
                    "endpoint needs (tokens: dspyopt access token NAME); default $DSPYOPT_AUTH, else off")
+    p.add_argument("--otel", action="store_true", help="send a span per served call over OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT "
+                   "(on by itself when that is set)")
     p.add_argument("--pii", choices=["allow", "redact", "block"], help="personal data in traces: redact it, refuse requests holding it, "
                    "or keep it (default $DSPYOPT_PII, else allow)")
     def fn(a):
@@ -118,7 +124,7 @@ def _serve(p):
             progs[name] = spec
         run_server(a.host, a.port, url=a.db, tracking_uri=a.tracking_uri, lm=a.lm, lm_latency_ms=a.lm_latency_ms, programs=progs,
                    rollout=not a.no_rollout, rollout_interval_s=a.rollout_interval, chaos=a.chaos, max_body_bytes=a.max_body_bytes,
-                   log_level=a.log_level, ready_file=a.ready_file, auth=a.auth, pii=a.pii)
+                   log_level=a.log_level, ready_file=a.ready_file, auth=a.auth, pii=a.pii, otel=a.otel or None)
         return 0
     p.set_defaults(fn=fn)
 
