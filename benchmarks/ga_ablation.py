@@ -5,9 +5,9 @@ metric-call budget, on held-out rows, with the embedded model, side by side in o
 by fresh random genomes each generation. Per task and seed: held-out accuracy of both, the paired difference
 (evolution - random) with its CI and McNemar p-value; then pooled over tasks and seeds.
 
-    .venv/bin/python benchmarks/ga_ablation.py [--tasks sst2,agnews] [--seeds 0] [--budget 300] [--n-test 300]
+    .venv/bin/python benchmarks/ga_ablation.py [--tasks sst2,agnews] [--seeds 0] [--budget 300] [--n-test 300] [--knobs JSON]
 """
-import argparse, os, time
+import argparse, json, os, time
 os.environ.setdefault("DSPYOPT_NO_PROGRESS", "1")
 from _common import write_result
 import warnings
@@ -18,14 +18,17 @@ ap = argparse.ArgumentParser(); ap.add_argument("--tasks", default="sst2,agnews"
 ap.add_argument("--budget", type=int, default=300); ap.add_argument("--n-train", type=int, default=60)
 ap.add_argument("--n-val", type=int, default=40); ap.add_argument("--n-test", type=int, default=300)
 ap.add_argument("--lm", default="local"); ap.add_argument("--out", default=None)
+ap.add_argument("--knobs", default="{}", help='GA knobs as JSON for both arms, e.g. \'{"population_size": 6, "minibatch_size": 6}\' '
+                "(the defaults spend a small budget on generation 0 alone, and then there is nothing to compare)")
 a = ap.parse_args()
 rows, evo_all, rnd_all, t0 = [], [], [], time.time()
 for task in a.tasks.split(","):
     for seed in map(int, a.seeds.split(",")):
         cfg = dict(task=task, optimizer="ga", n_train=a.n_train, n_val=a.n_val, n_test=a.n_test, seed=seed, lm=a.lm,
                    max_metric_calls=a.budget, tracking=False)
-        evo = optimize(config=cfg, knobs=dict(patience=10, generations=20))
-        rnd = optimize(config=cfg, knobs=dict(patience=10, generations=20, evolve=False))
+        knobs = dict(patience=10, generations=20, **json.loads(a.knobs))
+        evo = optimize(config=cfg, knobs=knobs)
+        rnd = optimize(config=cfg, knobs=dict(knobs, evolve=False))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             c = compare_paired(rnd.optimized_scores, evo.optimized_scores, seed=0)
