@@ -35,3 +35,17 @@ def postgres_url():
     try: pg_bin("initdb")
     except PostgresNotFound as e: pytest.skip(str(e))
     with local_postgres() as url: yield url
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+@pytest.fixture
+def chromium():
+    """Pages of Debian's headless Chromium driven by Playwright (never a downloaded browser): `chromium(width, height)`
+    opens one; the browser closes after the test. Skipped where Chromium or Playwright is missing."""
+    if not CHROMIUM.exists(): pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                                                          "--disable-background-networking", "--allow-file-access-from-files"])
+        try: yield lambda width=1400, height=1000: browser.new_page(viewport={"width": width, "height": height})
+        finally: browser.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from conftest import CHROMIUM
 HERE = Path(__file__).parent
 ARTIFACTS = HERE.parent / "test-artifacts"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium")]
@@ -100,54 +100,47 @@ def _wait(cond, timeout, what, page, poll=0.1):
     pytest.fail(f"timed out after {timeout} s waiting for {what} (screenshot: test-artifacts/browser_timeout.png)")
 
 
-def test_dashboard_in_jupyterlab(lab):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+def test_dashboard_in_jupyterlab(lab, chromium):
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                                          "--no-first-run", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(120_000)
-            page.goto(f"{lab}/lab/tree/dash.ipynb")
-            _wait(lambda: page.evaluate(KERNEL_READY), 120, "the notebook and an idle kernel", page, poll=0.5)
-            page.evaluate(RUN_CELL, 0)                                   # imports, scripted models, %load_ext
-            _wait(lambda: page.evaluate(KERNEL_READY), 120, "the set-up cell", page, poll=0.5)
+    page = chromium(1400, 1000)
+    page.set_default_timeout(120_000)
+    page.goto(f"{lab}/lab/tree/dash.ipynb")
+    _wait(lambda: page.evaluate(KERNEL_READY), 120, "the notebook and an idle kernel", page, poll=0.5)
+    page.evaluate(RUN_CELL, 0)                                   # imports, scripted models, %load_ext
+    _wait(lambda: page.evaluate(KERNEL_READY), 120, "the set-up cell", page, poll=0.5)
 
-            # 1. a run on the bundled task: the bar advances, the chart draws, the result renders
-            page.evaluate(RUN_CELL, 1)
-            first = page.locator(".dspyopt-dashboard").nth(0)
-            seen = []
-            def progressed():
-                p = _percent(first)
-                if p is not None and (not seen or seen[-1] != p): seen.append(p)
-                return first.locator(".dspyopt-result").count() > 0
-            _wait(progressed, 180, "the first run's result", page)
-            # the label and the result are separate widgets: the browser may paint the result a frame before the label
-            def at_100():
-                progressed()
-                return bool(seen) and seen[-1] == 100
-            _wait(at_100, 15, "the progress label at 100%", page)
-            assert len([p for p in seen if 0 < p < 100]) >= 2 and seen == sorted(seen) and seen[-1] == 100, seen
-            _wait(lambda: first.locator(".dspyopt-status").inner_text() == "finished", 15, "the status 'finished'", page)
-            assert "optimized" in first.locator(".dspyopt-result").inner_text()
-            _wait(lambda: first.locator(".dspyopt-chart .vega-embed").count() > 0, 30, "the score chart", page)
-            assert first.locator(".dspyopt-stop").is_disabled()
-            page.screenshot(path=str(ARTIFACTS / "browser_dashboard.png"), full_page=True)
+    # 1. a run on the bundled task: the bar advances, the chart draws, the result renders
+    page.evaluate(RUN_CELL, 1)
+    first = page.locator(".dspyopt-dashboard").nth(0)
+    seen = []
+    def progressed():
+        p = _percent(first)
+        if p is not None and (not seen or seen[-1] != p): seen.append(p)
+        return first.locator(".dspyopt-result").count() > 0
+    _wait(progressed, 180, "the first run's result", page)
+    # the label and the result are separate widgets: the browser may paint the result a frame before the label
+    def at_100():
+        progressed()
+        return bool(seen) and seen[-1] == 100
+    _wait(at_100, 15, "the progress label at 100%", page)
+    assert len([p for p in seen if 0 < p < 100]) >= 2 and seen == sorted(seen) and seen[-1] == 100, seen
+    _wait(lambda: first.locator(".dspyopt-status").inner_text() == "finished", 15, "the status 'finished'", page)
+    assert "optimized" in first.locator(".dspyopt-result").inner_text()
+    _wait(lambda: first.locator(".dspyopt-chart .vega-embed").count() > 0, 30, "the score chart", page)
+    assert first.locator(".dspyopt-stop").is_disabled()
+    page.screenshot(path=str(ARTIFACTS / "browser_dashboard.png"), full_page=True)
 
-            # 2. a second, slower run, stopped from the dashboard
-            page.evaluate(RUN_CELL, 2)
-            second = page.locator(".dspyopt-dashboard").nth(1)
-            _wait(lambda: second.locator(".dspyopt-chart .vega-embed").count() > 0, 120, "the second run's baseline", page)
-            assert 0 < (_percent(second) or 0) < 50
-            second.locator(".dspyopt-stop").click()
-            _wait(lambda: second.locator(".dspyopt-status").count() and second.locator(".dspyopt-status").inner_text() == "stopped",
-                  120, "the second run to stop", page)
-            _wait(lambda: second.locator(".dspyopt-result").count() > 0, 120, "the stopped run's result", page)
-            assert "stopped" in second.locator(".dspyopt-result").inner_text()
-            _wait(lambda: _percent(second) == 100 and not second.locator(".dspyopt-resume").is_disabled(), 15,
-                  "the stopped run's bar at 100% and Resume enabled", page)
-            assert "stopped on request" in second.locator(".dspyopt-title").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "browser_stopped.png"), full_page=True)
-        finally:
-            browser.close()
+    # 2. a second, slower run, stopped from the dashboard
+    page.evaluate(RUN_CELL, 2)
+    second = page.locator(".dspyopt-dashboard").nth(1)
+    _wait(lambda: second.locator(".dspyopt-chart .vega-embed").count() > 0, 120, "the second run's baseline", page)
+    assert 0 < (_percent(second) or 0) < 50
+    second.locator(".dspyopt-stop").click()
+    _wait(lambda: second.locator(".dspyopt-status").count() and second.locator(".dspyopt-status").inner_text() == "stopped",
+          120, "the second run to stop", page)
+    _wait(lambda: second.locator(".dspyopt-result").count() > 0, 120, "the stopped run's result", page)
+    assert "stopped" in second.locator(".dspyopt-result").inner_text()
+    _wait(lambda: _percent(second) == 100 and not second.locator(".dspyopt-resume").is_disabled(), 15,
+          "the stopped run's bar at 100% and Resume enabled", page)
+    assert "stopped on request" in second.locator(".dspyopt-title").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser_stopped.png"), full_page=True)

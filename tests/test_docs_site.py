@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
+from conftest import CHROMIUM
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -40,36 +40,28 @@ def test_site_builds_and_checks(site):
     assert (out / "downloads" / "10_run" / "08_optimize.ipynb").exists() and "08_optimize.ipynb" in (out / "gallery.html").read_text()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
-def test_site_in_chromium(site):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+def test_site_in_chromium(site, chromium):
     s, out = site
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                                          "--allow-file-access-from-files"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            for path, shot in (("index.html", "docs_home.png"), ("07_stats/stats.html", "docs_stats.png"),
-                               ("30_notebook/dashboard.html", "docs_dashboard.png")):
-                page.goto((out / path).as_uri())
-                page.wait_for_load_state("load")
-                assert page.locator("h1.title").inner_text().strip(), path
-                assert page.locator(".sidebar a.active").count() == 1, path
-                if path.endswith("dashboard.html"):  # widgets from their saved state, and the chart inside them
-                    page.locator(".widget-html, .jupyter-widgets").first.wait_for(timeout=20_000)
-                    page.locator(".vega-embed").first.wait_for(timeout=20_000)
-                    page.locator(".widget-html, .jupyter-widgets").first.scroll_into_view_if_needed()
-                page.screenshot(path=str(ARTIFACTS / shot))
-            page.goto((out / "90_insights" / "trends.html").as_uri())  # Altair charts, interactive, with the site's own Vega
+    page = chromium(1400, 1000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    for path, shot in (("index.html", "docs_home.png"), ("07_stats/stats.html", "docs_stats.png"),
+                       ("30_notebook/dashboard.html", "docs_dashboard.png")):
+        page.goto((out / path).as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("h1.title").inner_text().strip(), path
+        assert page.locator(".sidebar a.active").count() == 1, path
+        if path.endswith("dashboard.html"):  # widgets from their saved state, and the chart inside them
+            page.locator(".widget-html, .jupyter-widgets").first.wait_for(timeout=20_000)
             page.locator(".vega-embed").first.wait_for(timeout=20_000)
-            assert page.locator(".vega-embed").count() >= 2
-            page.fill("#search", "paired bootstrap")  # search, with no server
-            page.locator("#search-results a").first.wait_for(timeout=10_000)
-            assert page.locator("#search-results a").count() >= 1
-            page.screenshot(path=str(ARTIFACTS / "docs_search.png"))
-            assert not errors, errors
-        finally:
-            browser.close()
+            page.locator(".widget-html, .jupyter-widgets").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / shot))
+    page.goto((out / "90_insights" / "trends.html").as_uri())  # Altair charts, interactive, with the site's own Vega
+    page.locator(".vega-embed").first.wait_for(timeout=20_000)
+    assert page.locator(".vega-embed").count() >= 2
+    page.fill("#search", "paired bootstrap")  # search, with no server
+    page.locator("#search-results a").first.wait_for(timeout=10_000)
+    assert page.locator("#search-results a").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "docs_search.png"))
+    assert not errors, errors

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from conftest import CHROMIUM
 HERE = Path(__file__).parent
 REPO = HERE.parent
 BUILT = REPO / "dspyopt_nb" / "labextension"
@@ -109,92 +109,85 @@ def _percent(tab) -> int | None:
     return int(txt.rstrip("%")) if txt.endswith("%") else None
 
 
-def test_panel_in_jupyterlab(lab):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+def test_panel_in_jupyterlab(lab, chromium):
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                                          "--no-first-run", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(60_000)
-            page.goto(f"{lab}/lab")
-            # 1. the panel: an icon in the left bar, empty at first, with a hint of how to start
-            tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
-            tab.wait_for(timeout=90_000)
-            tab.click()
-            panel = page.locator("#dspyopt-panel")
-            _wait(lambda: "No runs yet" in panel.inner_text(), 30, "the empty panel", page)
-            assert page.evaluate("() => window.jupyterapp.commands.hasCommand('dspyopt:new-run')")
+    page = chromium(1440, 900)
+    page.set_default_timeout(60_000)
+    page.goto(f"{lab}/lab")
+    # 1. the panel: an icon in the left bar, empty at first, with a hint of how to start
+    tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
+    tab.wait_for(timeout=90_000)
+    tab.click()
+    panel = page.locator("#dspyopt-panel")
+    _wait(lambda: "No runs yet" in panel.inner_text(), 30, "the empty panel", page)
+    assert page.evaluate("() => window.jupyterapp.commands.hasCommand('dspyopt:new-run')")
 
-            # 2. a malformed YAML config is refused, saying where and how to fix it; nothing starts
-            page.locator(".dspyopt-runs button", has_text="New run").click()
-            form = page.locator(".dspyopt-form:visible")
-            form.locator(".dspyopt-tab", has_text="YAML").click()
-            form.locator("textarea.dspyopt-yaml").fill("task: sst2\noptimizer: [bootstrap\n")
-            form.locator(".dspyopt-start").click()
-            _wait(lambda: form.locator(".dspyopt-error").count() > 0, 30, "the YAML error", page)
-            assert "not valid YAML at line" in form.locator(".dspyopt-error").inner_text() and "Fix:" in form.locator(".dspyopt-error").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "panel_form_error.png"))
+    # 2. a malformed YAML config is refused, saying where and how to fix it; nothing starts
+    page.locator(".dspyopt-runs button", has_text="New run").click()
+    form = page.locator(".dspyopt-form:visible")
+    form.locator(".dspyopt-tab", has_text="YAML").click()
+    form.locator("textarea.dspyopt-yaml").fill("task: sst2\noptimizer: [bootstrap\n")
+    form.locator(".dspyopt-start").click()
+    _wait(lambda: form.locator(".dspyopt-error").count() > 0, 30, "the YAML error", page)
+    assert "not valid YAML at line" in form.locator(".dspyopt-error").inner_text() and "Fix:" in form.locator(".dspyopt-error").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "panel_form_error.png"))
 
-            # 3. a run from the form: its tab opens and its progress climbs to 100 %, then the detail fills in
-            _start_from_form(page, STEADY, shot="panel_form.png")
-            run_tab = page.locator(".dspyopt-detail:visible")
-            seen = []
-            def finished():
-                p = _percent(run_tab)
-                if p is not None and (not seen or seen[-1] != p): seen.append(p)
-                return run_tab.locator(".dspyopt-comparison").count() > 0 and seen and seen[-1] == 100
-            _wait(finished, 120, "the first run to finish in its tab", page, poll=0.05)
-            assert any(0 < p < 100 for p in seen) and seen == sorted(seen), seen
-            assert "finished" in run_tab.locator(".dspyopt-detail-title .dspyopt-badge").inner_text()
-            assert "Held-out test" in run_tab.locator(".dspyopt-comparison").inner_text()
-            assert run_tab.locator(".dspyopt-chart circle").count() >= 2
-            assert "program.json" in run_tab.locator(".dspyopt-program").inner_text()
-            _wait(lambda: panel.locator(".dspyopt-row").count() == 1 and "finished" in panel.locator(".dspyopt-row").first.inner_text(),
-                  15, "the run listed as finished in the panel", page)
-            page.screenshot(path=str(ARTIFACTS / "panel_run_detail.png"))
+    # 3. a run from the form: its tab opens and its progress climbs to 100 %, then the detail fills in
+    _start_from_form(page, STEADY, shot="panel_form.png")
+    run_tab = page.locator(".dspyopt-detail:visible")
+    seen = []
+    def finished():
+        p = _percent(run_tab)
+        if p is not None and (not seen or seen[-1] != p): seen.append(p)
+        return run_tab.locator(".dspyopt-comparison").count() > 0 and seen and seen[-1] == 100
+    _wait(finished, 120, "the first run to finish in its tab", page, poll=0.05)
+    assert any(0 < p < 100 for p in seen) and seen == sorted(seen), seen
+    assert "finished" in run_tab.locator(".dspyopt-detail-title .dspyopt-badge").inner_text()
+    assert "Held-out test" in run_tab.locator(".dspyopt-comparison").inner_text()
+    assert run_tab.locator(".dspyopt-chart circle").count() >= 2
+    assert "program.json" in run_tab.locator(".dspyopt-program").inner_text()
+    _wait(lambda: panel.locator(".dspyopt-row").count() == 1 and "finished" in panel.locator(".dspyopt-row").first.inner_text(),
+          15, "the run listed as finished in the panel", page)
+    page.screenshot(path=str(ARTIFACTS / "panel_run_detail.png"))
 
-            # 4. a slower run, stopped from its tab: it ends 'stopped', with a result
-            _start_from_form(page, SLOW)
-            run_tab = page.locator(".dspyopt-detail:visible")
-            _wait(lambda: (_percent(run_tab) or 0) > 5, 60, "the second run to progress", page)
-            assert panel.locator(".dspyopt-row .dspyopt-status-running").count() == 1  # live in the list too
-            run_tab.locator(".dspyopt-actions .dspyopt-stop").click()
-            _wait(lambda: run_tab.locator(".dspyopt-comparison").count() > 0, 60, "the stopped run's result", page)
-            assert "stopped" in run_tab.locator(".dspyopt-detail-title .dspyopt-badge").inner_text()
-            assert not run_tab.locator(".dspyopt-actions .dspyopt-resume").is_disabled()
-            page.screenshot(path=str(ARTIFACTS / "panel_stopped.png"))
+    # 4. a slower run, stopped from its tab: it ends 'stopped', with a result
+    _start_from_form(page, SLOW)
+    run_tab = page.locator(".dspyopt-detail:visible")
+    _wait(lambda: (_percent(run_tab) or 0) > 5, 60, "the second run to progress", page)
+    assert panel.locator(".dspyopt-row .dspyopt-status-running").count() == 1  # live in the list too
+    run_tab.locator(".dspyopt-actions .dspyopt-stop").click()
+    _wait(lambda: run_tab.locator(".dspyopt-comparison").count() > 0, 60, "the stopped run's result", page)
+    assert "stopped" in run_tab.locator(".dspyopt-detail-title .dspyopt-badge").inner_text()
+    assert not run_tab.locator(".dspyopt-actions .dspyopt-resume").is_disabled()
+    page.screenshot(path=str(ARTIFACTS / "panel_stopped.png"))
 
-            # 5. compare the two: tick both in the panel, then Compare
-            _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-stopped").count() == 1, 15, "the stopped run in the list", page)
-            for i in range(2): panel.locator(".dspyopt-row .dspyopt-check").nth(i).check()
-            panel.locator("button", has_text="Compare").click()
-            cmp = page.locator(".dspyopt-compare:visible")
-            _wait(lambda: cmp.locator(".dspyopt-verdict").count() > 0, 30, "the comparison", page)
-            assert "held-out examples" in cmp.locator(".dspyopt-verdict").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "panel_compare.png"))
+    # 5. compare the two: tick both in the panel, then Compare
+    _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-stopped").count() == 1, 15, "the stopped run in the list", page)
+    for i in range(2): panel.locator(".dspyopt-row .dspyopt-check").nth(i).check()
+    panel.locator("button", has_text="Compare").click()
+    cmp = page.locator(".dspyopt-compare:visible")
+    _wait(lambda: cmp.locator(".dspyopt-verdict").count() > 0, 30, "the comparison", page)
+    assert "held-out examples" in cmp.locator(".dspyopt-verdict").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "panel_compare.png"))
 
-            # 6. beside the magic: a run started with %dspyopt run in a notebook appears in the panel, live
-            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'magic.ipynb'})")
-            ready = """async () => { const nb = window.jupyterapp.shell.currentWidget; if (!nb || !nb.sessionContext) return false;
-                await nb.sessionContext.ready; const k = nb.sessionContext.session && nb.sessionContext.session.kernel;
-                return !!k && k.status === 'idle'; }"""
-            _wait(lambda: page.evaluate(ready), 90, "the notebook's kernel", page, poll=0.5)
-            page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget; nb.content.activeCellIndex = 0; "
-                          "await window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-            _wait(lambda: panel.locator(".dspyopt-row").count() == 3, 90, "the magic's run in the panel", page)
-            _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-running").count() == 1, 30, "the magic's run shown running", page)
-            page.screenshot(path=str(ARTIFACTS / "panel_magic_run.png"))
-            _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-finished").count() == 2, 90, "the magic's run finished in the panel", page)
+    # 6. beside the magic: a run started with %dspyopt run in a notebook appears in the panel, live
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'magic.ipynb'})")
+    ready = """async () => { const nb = window.jupyterapp.shell.currentWidget; if (!nb || !nb.sessionContext) return false;
+        await nb.sessionContext.ready; const k = nb.sessionContext.session && nb.sessionContext.session.kernel;
+        return !!k && k.status === 'idle'; }"""
+    _wait(lambda: page.evaluate(ready), 90, "the notebook's kernel", page, poll=0.5)
+    page.evaluate("async () => { const nb = window.jupyterapp.shell.currentWidget; nb.content.activeCellIndex = 0; "
+                  "await window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    _wait(lambda: panel.locator(".dspyopt-row").count() == 3, 90, "the magic's run in the panel", page)
+    _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-running").count() == 1, 30, "the magic's run shown running", page)
+    page.screenshot(path=str(ARTIFACTS / "panel_magic_run.png"))
+    _wait(lambda: panel.locator(".dspyopt-row .dspyopt-status-finished").count() == 2, 90, "the magic's run finished in the panel", page)
 
-            # 7. the MLflow UI opens in a main-area tab (starting `mlflow server` for the local store takes 20-70 s on 2 busy
-            # cores: tests/test_server_ext.py checks the address it answers; the lesson 03_server starts one for real)
-            panel.locator("button", has_text="MLflow").click()
-            _wait(lambda: page.locator(".jp-MainAreaWidget .dspyopt-mlflow").count() == 1, 15, "the MLflow tab", page)
-            assert page.locator(".lm-TabBar-tab.jp-mod-current").inner_text().strip() == "MLflow"
-        finally:
-            browser.close()
+    # 7. the MLflow UI opens in a main-area tab (starting `mlflow server` for the local store takes 20-70 s on 2 busy
+    # cores: tests/test_server_ext.py checks the address it answers; the lesson 03_server starts one for real)
+    panel.locator("button", has_text="MLflow").click()
+    _wait(lambda: page.locator(".jp-MainAreaWidget .dspyopt-mlflow").count() == 1, 15, "the MLflow tab", page)
+    assert page.locator(".lm-TabBar-tab.jp-mod-current").inner_text().strip() == "MLflow"
 
 
 def production_store(runs: Path) -> str:
@@ -229,38 +222,31 @@ def production_store(runs: Path) -> str:
     return url
 
 
-def test_experiments_and_alarms_in_the_panel(lab, tmp_path):
+def test_experiments_and_alarms_in_the_panel(lab, tmp_path, chromium):
     "The production sections: the experiment with its lift and interval, its tab with arms and decisions, the drift alarm."
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     ARTIFACTS.mkdir(exist_ok=True)
     production_store(tmp_path / "runs")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                                          "--no-first-run", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(60_000)
-            page.goto(f"{lab}/lab")
-            tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
-            tab.wait_for(timeout=90_000)
-            tab.click()
-            panel = page.locator("#dspyopt-panel")
-            exp = panel.locator(".dspyopt-exp-row")
-            _wait(lambda: exp.count() == 1, 30, "the experiment in the panel", page)
-            text = exp.inner_text()
-            assert "fewshot" in text and "running" in text and "40 units" in text, text
-            assert re.search(r"few-shot [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", text), text   # the lift and its interval
-            alarm = panel.locator(".dspyopt-alarms .dspyopt-alarm")
-            _wait(lambda: alarm.count() == 1, 30, "the drift alarm in the panel", page)
-            assert "open" in alarm.inner_text() and "ddm on v1" in alarm.inner_text()
-            assert "1 open alarm of 1" in panel.locator(".dspyopt-alarms .dspyopt-row").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "panel_production.png"))
-            exp.click()
-            view = page.locator(".dspyopt-experiment:visible")
-            _wait(lambda: view.locator(".dspyopt-arms tbody tr").count() == 2, 30, "the experiment's arms", page)
-            arms = view.locator(".dspyopt-arms").inner_text()
-            assert "zero-shot (control)" in arms and "few-shot" in arms and "chance to win" in arms
-            assert "started" in view.locator(".dspyopt-decisions").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "panel_experiment.png"))
-        finally:
-            browser.close()
+    page = chromium(1440, 900)
+    page.set_default_timeout(60_000)
+    page.goto(f"{lab}/lab")
+    tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
+    tab.wait_for(timeout=90_000)
+    tab.click()
+    panel = page.locator("#dspyopt-panel")
+    exp = panel.locator(".dspyopt-exp-row")
+    _wait(lambda: exp.count() == 1, 30, "the experiment in the panel", page)
+    text = exp.inner_text()
+    assert "fewshot" in text and "running" in text and "40 units" in text, text
+    assert re.search(r"few-shot [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", text), text   # the lift and its interval
+    alarm = panel.locator(".dspyopt-alarms .dspyopt-alarm")
+    _wait(lambda: alarm.count() == 1, 30, "the drift alarm in the panel", page)
+    assert "open" in alarm.inner_text() and "ddm on v1" in alarm.inner_text()
+    assert "1 open alarm of 1" in panel.locator(".dspyopt-alarms .dspyopt-row").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "panel_production.png"))
+    exp.click()
+    view = page.locator(".dspyopt-experiment:visible")
+    _wait(lambda: view.locator(".dspyopt-arms tbody tr").count() == 2, 30, "the experiment's arms", page)
+    arms = view.locator(".dspyopt-arms").inner_text()
+    assert "zero-shot (control)" in arms and "few-shot" in arms and "chance to win" in arms
+    assert "started" in view.locator(".dspyopt-decisions").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "panel_experiment.png"))
