@@ -175,7 +175,7 @@ def main():
         if store == "sqlite": rows.append(measure(store, f"sqlite:///{folder}/store.db", a, folder, inproc))
         elif store == "postgres":
             from dspyopt_nb.store.postgres import local_postgres
-            with local_postgres(folder / "pg") as url: rows.append(measure(store, url, a, folder, inproc))
+            with local_postgres() as url: rows.append(measure(store, url, a, folder, inproc))   # its own temp folder: postgres cannot enter ours (0700)
         print(json.dumps(rows[-1]), flush=True)
     goals = dict(saturation_rps=500, added_p99_ms=10, lost_feedback=0)
     met = {r["store"]: dict(saturation=r["saturation_rps"] >= 500, added_p99=r["added_p99_ms"] <= 10, lost_feedback=r["lost_feedback"] == 0) for r in rows}

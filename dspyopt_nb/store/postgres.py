@@ -36,7 +36,13 @@ def local_postgres(folder=None, port: int | None = None, db: str = "dspyopt"):
     def run(*cmd, check=True):
         cmd = ["runuser", "-u", "postgres", "--", *cmd] if as_root else list(cmd)
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
-    if as_root: shutil.chown(folder, "postgres", "postgres")
+    folder.mkdir(parents=True, exist_ok=True)
+    if as_root:  # the server runs as postgres: it owns its folder and must be able to reach it
+        shutil.chown(folder, "postgres", "postgres")
+        blocked = [p for p in folder.resolve().parents if not os.stat(p).st_mode & 0o001]
+        if blocked: raise PermissionError(f"PostgreSQL runs as the user postgres, which cannot enter {blocked[0]} (mode "
+                                          f"{oct(os.stat(blocked[0]).st_mode & 0o777)}). Fix: put the server's folder elsewhere "
+                                          "(local_postgres() picks a temporary one), or chmod o+x that directory.")
     try:
         if not (data / "PG_VERSION").exists(): run(pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", user, "--no-sync")
         run(pg_bin("pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60",
