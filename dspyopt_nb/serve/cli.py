@@ -94,6 +94,10 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, *, url: str | None = N
             await orig(sockets)
             with open(ready_file, "w") as f: f.write(str(os.getpid()))
         server.startup = startup
+    if os.environ.get("DSPYOPT_GC_FREEZE", "1") != "0":
+        # Start-up leaves millions of long-lived objects (DSPy, MLflow, pandas, the programs); each full collection walked
+        # them all, a pause every request in flight waited for. Frozen, the collector sees only what serving allocates.
+        import gc; gc.collect(); gc.freeze()
     server.run()
 
 def _serve(p):
