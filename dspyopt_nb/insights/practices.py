@@ -26,7 +26,7 @@ def gate_pairs(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["task", "seed", "n_val"]
     on = g[g["gate"]].set_index(keys)[["held_out_gain", "shrinkage", "validation_gain"]]
     off = g[~g["gate"]].set_index(keys)[["held_out_gain", "shrinkage", "validation_gain"]]
-    j = on.join(off, lsuffix="_gated", rsuffix="_ungated", how="inner").reset_index()
+    j = on.add_suffix("_gated").join(off.add_suffix("_ungated"), how="inner").reset_index()   # (join's lsuffix/rsuffix are deprecated)
     return j.rename(columns={"held_out_gain_gated": "gain_gated", "held_out_gain_ungated": "gain_ungated"})
 
 def gate_summary(pairs: pd.DataFrame, seed: int = 0) -> dict:
