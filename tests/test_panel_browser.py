@@ -95,9 +95,15 @@ def _start_from_form(page, lm: str, shot: str | None = None):
     form.locator(".dspyopt-tab", has_text="Form").click()
     form.locator("#dspyopt-field-lm").wait_for()
     form.locator("#dspyopt-field-optimizer").select_option("bootstrap")
-    for name, value in (("lm", lm), ("n_train", "20"), ("n_val", "10"), ("n_test", "20")):
+    values = (("lm", lm), ("n_train", "20"), ("n_val", "10"), ("n_test", "20"))
+    for name, value in values:
         form.locator(f"#dspyopt-field-{name}").fill(value)
     form.locator("#dspyopt-field-tracking").uncheck()
+    def filled():  # a value typed while the form was still settling can be lost (seen once in CI): type it again until it holds
+        wrong = [(n, v) for n, v in values if form.locator(f"#dspyopt-field-{n}").input_value() != v]
+        for n, v in wrong: form.locator(f"#dspyopt-field-{n}").fill(v)
+        return not wrong and not form.locator("#dspyopt-field-tracking").is_checked()
+    _wait(filled, 15, "the form to hold the values typed", page, poll=0.2)
     if shot: page.screenshot(path=str(ARTIFACTS / shot))
     form.locator(".dspyopt-start").click()
 

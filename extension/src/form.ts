@@ -83,7 +83,9 @@ export class RunForm extends Widget {
         }
       });
     }
-    this.yamlEl.value = this.toYaml();
+    if (!this.yamlEl.value.trim()) {
+      this.yamlEl.value = this.toYaml();  // never over what the user typed while the schema was loading
+    }
   }
 
   private setMode(mode: 'form' | 'yaml'): void {
