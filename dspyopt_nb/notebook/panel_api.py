@@ -187,7 +187,8 @@ class Launcher:
         "Ask a running run to stop (it ends with its best so far); 409 when it is not running here."
         rec = run_record(ref, root)
         h = self.runs.get(rec.run_id)
-        if h is not None and h.status == "running":
+        # its thread can outlive the run by a moment (closing files): a run whose result says it ended is not stopped twice
+        if h is not None and h.status == "running" and rec.status not in ("finished", "stopped", "failed"):
             h.stop.set(); return dict(run_id=rec.run_id, status="stopping")
         if rec.run_dir and is_executing(rec.run_dir):
             holder = (Path(rec.run_dir) / LOCK).read_text().strip() or "another process"
