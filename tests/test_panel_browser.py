@@ -115,16 +115,21 @@ def _percent(tab) -> int | None:
     return int(txt.rstrip("%")) if txt.endswith("%") else None
 
 
-def test_panel_in_jupyterlab(lab, chromium):
-    ARTIFACTS.mkdir(exist_ok=True)
+def _open_panel(chromium, lab):
+    "A page on JupyterLab with the dspyopt panel opened from its icon in the left bar: (page, panel)."
     page = chromium(1440, 900)
     page.set_default_timeout(60_000)
     page.goto(f"{lab}/lab")
-    # 1. the panel: an icon in the left bar, empty at first, with a hint of how to start
     tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
     tab.wait_for(timeout=90_000)
     tab.click()
-    panel = page.locator("#dspyopt-panel")
+    return page, page.locator("#dspyopt-panel")
+
+
+def test_panel_in_jupyterlab(lab, chromium):
+    ARTIFACTS.mkdir(exist_ok=True)
+    # 1. the panel: an icon in the left bar, empty at first, with a hint of how to start
+    page, panel = _open_panel(chromium, lab)
     _wait(lambda: "No runs yet" in panel.inner_text(), 30, "the empty panel", page)
     assert page.evaluate("() => window.jupyterapp.commands.hasCommand('dspyopt:new-run')")
 
@@ -232,13 +237,7 @@ def test_experiments_and_alarms_in_the_panel(lab, tmp_path, chromium):
     "The production sections: the experiment with its lift and interval, its tab with arms and decisions, the drift alarm."
     ARTIFACTS.mkdir(exist_ok=True)
     production_store(tmp_path / "runs")
-    page = chromium(1440, 900)
-    page.set_default_timeout(60_000)
-    page.goto(f"{lab}/lab")
-    tab = page.locator('.jp-SideBar li[data-id="dspyopt-panel"]')
-    tab.wait_for(timeout=90_000)
-    tab.click()
-    panel = page.locator("#dspyopt-panel")
+    page, panel = _open_panel(chromium, lab)
     exp = panel.locator(".dspyopt-exp-row")
     _wait(lambda: exp.count() == 1, 30, "the experiment in the panel", page)
     text = exp.inner_text()

@@ -98,7 +98,7 @@ class Runtime:
     def __init__(self, url: str | None = None, *, tracking_uri: str | None = None, lm: Any = None, adapter: Any = "auto",
                  default_alias: str = "production", max_workers: int = 32, refresh_s: float = 1.0, chaos: bool = False,
                  do_migrate: bool = True, pii: str | None = None):
-        self.pii, self._pii = _pii_policy(pii)     # first: a wrong policy is refused before anything starts
+        self.pii, self._pii, self._redact = _pii_policy(pii)     # first: a wrong policy is refused before anything starts
         self.url, self.tracking_uri, self.default_alias, self.refresh_s = store_url(url), tracking_uri, default_alias, refresh_s
         if do_migrate: migrate(self.url)
         self.writer = StoreWriter(self.url)
@@ -201,11 +201,12 @@ def _run(self: Runtime, loaded: LoadedProgram, inputs: dict) -> tuple[dict, _Cal
     return outputs, usage, (time.perf_counter() - t0) * 1000, err
 
 def _pii_policy(mode: str | None):
-    "The runtime's PII policy (`mode`, else `$DSPYOPT_PII`, else allow) and its `PiiPolicy` (None for allow: no cost)."
+    "The runtime's PII policy (`mode`, else `$DSPYOPT_PII`, else allow), its `PiiPolicy` and the redacting one traces go through (None, None for allow: no cost)."
     mode = (mode or os.environ.get("DSPYOPT_PII") or "allow").lower()
-    if mode == "allow": return mode, None
+    if mode == "allow": return mode, None, None
     from dspyopt_nb.security.pii import PiiPolicy
-    return mode, PiiPolicy(mode)
+    policy = PiiPolicy(mode)
+    return mode, policy, policy if mode == "redact" else PiiPolicy("redact")
 
 def _guard(self: Runtime, inputs: dict) -> dict:
     "Under the 'block' policy a request holding PII is refused before it runs (nothing is traced); the inputs otherwise."
@@ -216,9 +217,7 @@ def _guard(self: Runtime, inputs: dict) -> dict:
 
 def _trace(self: Runtime, obj, where: str):
     "What a trace stores of `obj`: as it is, or with PII redacted when the policy is redact or block."
-    if self._pii is None: return obj
-    from dspyopt_nb.security.pii import PiiPolicy
-    return PiiPolicy("redact").scrub(obj, where)
+    return obj if self._redact is None else self._redact.scrub(obj, where)
 
 def _rows(self: Runtime, rid: str, route: Route, alias, unit, inputs, outputs, usage, ms, err, source, mirror_of=None, variant=None) -> tuple[dict, dict | None]:
     "The request row, and the exposure row when this is the unit's first call in this stage."
