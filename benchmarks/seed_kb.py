@@ -23,10 +23,11 @@ CELLS = {"sst2": [(0, 10), (1, 20), (2, 10), (3, 20)], "agnews": [(0, 10), (1, 2
 CORE = [("none", "light", {}), ("gated", "light", {"gate": True}), ("gated", "light", {"gate": False}), ("bootstrap", "light", {}),
         ("mipro", "light", dict(num_candidates=3, num_trials=5))]
 EXTRA = [("ga", "light", dict(population_size=6, minibatch_size=6, bootstrap_examples=8, n_proposals=3)),
-         ("gepa", "light", {}), ("simba", "light", {}), ("bootstrap", "medium", {})]
+         ("gepa", "light", {}), ("simba", "light", {}), ("bootstrap", "medium", {}), ("bootstrap", "heavy", {})]
 EXTRA_CELLS = {"ga": [("sst2", 0, 10), ("agnews", 0, 10), ("sst2", 1, 20), ("agnews", 1, 20)],
                "gepa": [("sst2", 0, 10), ("agnews", 0, 10)], "simba": [("sst2", 0, 10), ("agnews", 0, 10)],
-               "bootstrap": [("sst2", 1, 20), ("agnews", 1, 20)]}
+               ("bootstrap", "medium"): [("sst2", 1, 20), ("agnews", 1, 20), ("banking77", 1, 20), ("gsm8k", 0, 10)],
+               ("bootstrap", "heavy"): [("sst2", 1, 20), ("agnews", 1, 20)]}
 
 def source(task: str) -> dict:
     if task == "gsm8k": return dict(dataset=GSM8K, signature="question -> final", metric="exact_match:final")
@@ -42,7 +43,8 @@ def plan_runs() -> list[dict]:
                 for opt, preset, knobs in CORE:
                     if (opt == "mipro") == slow: out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
     for opt, preset, knobs in EXTRA:
-        for task, seed, n_val in EXTRA_CELLS[opt]: out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
+        for task, seed, n_val in EXTRA_CELLS.get((opt, preset), EXTRA_CELLS.get(opt, [])):
+            out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
     return out
 
 def settings(r: dict) -> dict:
