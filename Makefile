@@ -98,7 +98,7 @@ nbtest: $(STAMP)
 # The lessons whose slow cells (the embedded model, real servers) back what their prose says; the GA's, the torch
 # engine's and the scheduler's slow cells are run as tests instead (tests/test_ga.py, test_torch_engine.py, test_scheduler.py).
 SLOW_LESSONS := nbs/00_engines/04_adapter.ipynb nbs/07_stats/00_stats.ipynb nbs/30_notebook/01_magics.ipynb \
-	nbs/40_jobs/00_jobs.ipynb nbs/45_store/01_postgres.ipynb nbs/90_insights/00_analytics.ipynb
+	nbs/40_jobs/00_jobs.ipynb nbs/45_store/01_postgres.ipynb nbs/60_learn/16_lesson.ipynb nbs/90_insights/00_analytics.ipynb
 nbtest-slow: $(STAMP) $(VENV)/.apt
 	for nb in $(SLOW_LESSONS); do $(BIN)/nbdev_test --flags slow --timing --path $$nb || exit 1; done
 

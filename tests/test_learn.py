@@ -101,10 +101,45 @@ def test_warm_start_resumes_the_ga_population_and_needs_fewer_calls(tmp_cache, t
     first = run("w0", task.splits(n_train=30, n_val=16, n_test=20, seed=0))
     sp = task.splits(n_train=30, n_val=16, n_test=20, seed=1)
     cold, warm = run("cold", sp), run("warm", sp, warm_start=first.run_dir)
-    tc, tw = trajectory(cold), trajectory(warm)
+    tc, tw = trajectory(cold, "ga", 16), trajectory(warm, "ga", 16)
     target = max(s for _, s in tc)
     assert calls_to_reach(tw, target) is not None and calls_to_reach(tw, target) < calls_to_reach(tc, target)
     assert warm.usage["lm_calls"] < cold.usage["lm_calls"]                               # no instruction proposed again
+
+
+@pytest.mark.parametrize("optimizer", ["gepa", "mipro"])
+def test_warm_start_continues_the_instruction_search(tmp_cache, tmp_path, optimizer):
+    "GEPA and MIPROv2 keep their ranked instructions in the run folder; a warm start of the same optimizer continues from "
+    "them (and from the program) and reaches the cold start's best with fewer metric calls."
+    from dspyopt_nb.engines.scripted import scripted_lm
+    from dspyopt_nb.optimize import optimize
+    from dspyopt_nb.optimizers.builtin import WARM_FILES
+    from benchmarks.warm_start import KNOBS, calls_to_reach, instruction_model, trajectory
+    task, model = load_task("sst2"), scripted_lm(instruction_model)
+    run = lambda name, sp, **kw: optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer=optimizer,
+                                          knobs=KNOBS[optimizer], seed=1, lm=model, run_dir=str(tmp_path / name), tracking=False,
+                                          progress=False, **kw)
+    first = run("w0", task.splits(n_train=30, n_val=16, n_test=20, seed=0))
+    kept = json.loads((Path(first.run_dir) / WARM_FILES[optimizer]).read_text())["candidates"]
+    assert kept and "negative words" in kept[0]["instructions"]["self"], kept[:2]       # the best instruction first
+    sp = task.splits(n_train=30, n_val=16, n_test=20, seed=1)
+    cold, warm = run("cold", sp), run("warm", sp, warm_start=first.run_dir)
+    tc, tw = trajectory(cold, optimizer, 16), trajectory(warm, optimizer, 16)
+    target = max(s for _, s in tc)
+    assert calls_to_reach(tw, target) is not None and calls_to_reach(tw, target) < calls_to_reach(tc, target), (tc, tw)
+
+
+def test_what_a_warm_start_of_the_instruction_searches_proposes():
+    "GEPA's first proposals are the earlier front (skipping the parent's own text); MIPROv2's candidates are the student's, "
+    "then the earlier ones, with nothing left to propose anew."
+    from dspyopt_nb.optimizers.builtin import _replay_proposer, _warm_mipro
+    prior = [dict(instructions={"self": "Answer negative on negative words."}, score=0.7), dict(instructions={"self": "Be brief."}, score=0.6)]
+    prop = _replay_proposer(prior)
+    assert prop({"self": "Answer negative on negative words."}, {}, ["self"]) == {"self": "Be brief."}
+    prog = dspy.Predict("review -> sentiment")
+    mipro = _warm_mipro(prior)(metric=lambda *a: 1.0, prompt_model=toy_lm(), task_model=toy_lm(), auto=None, num_candidates=3)
+    out = mipro._propose_instructions(prog, [], None, 1, True, True, True, True, num_instruct_candidates=3)
+    assert out == {0: [prog.signature.instructions, "Answer negative on negative words.", "Be brief."]}
 
 
 # ---------------------------------------------------------------- the learner, end to end, on both databases

@@ -54,7 +54,7 @@ class LlamaCppEngine:
                  timeout_s: float | None = DEFAULT_TIMEOUT_S):
         self.model_path = local_model_path(model_path, sha256=sha256)
         self.n_ctx, self.n_batch, self.chat, self.seed, self.max_tokens, self.verbose = n_ctx, n_batch, chat, seed, max_tokens, verbose
-        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.n_threads = n_threads or int(os.environ.get("DSPYOPT_LLAMA_THREADS") or 0) or max(1, os.cpu_count() or 1)
         self.timeout_s = timeout_s
         self._lock = threading.RLock()
         self._llama = None

@@ -156,29 +156,16 @@ class MlflowRegistry:
         try: return str(self.client.get_model_version_by_alias(program, self.ALIAS).version)
         except Exception: return None
 
-    def _build(self, program):
-        if callable(self.spec): return self.spec()
-        if isinstance(self.spec, str) and self.spec.startswith("task:"):
-            from dspyopt_nb.data import load_task
-            return load_task(self.spec[5:]).program()
-        raise ValueError(f"MlflowRegistry needs spec= to build {program!r}'s program. Fix: spec='task:sst2' or a function returning the program.")
-
     def load(self, program, version):
-        import tempfile
-        from pathlib import Path
-        mv = self.client.get_model_version(program, str(version))
-        with tempfile.TemporaryDirectory() as d:
-            path = self.client.download_artifacts(mv.run_id, "program/program.json", d)
-            state = json.loads(Path(path).read_text())
-        p = self._build(program); p.load_state(state)
-        return p
+        "The program of `version`, built from its spec and its verified JSON state (`serve.registry.load_program`), a copy of its own."
+        from dspyopt_nb.serve.registry import load_program
+        return load_program(program, str(version), tracking_uri=self.uri).program.deepcopy()
 
 # %% ../../nbs/60_learn/04_interfaces.ipynb #d8a3e512
 @patch
 def register(self: MlflowRegistry, program, state, *, key, run_id=None, tags=None):
     "Register `state` as a new version of `program` (tagged with `key`); the version already registered with that key otherwise."
-    import tempfile
-    from pathlib import Path
+    from dspyopt_nb.serve.registry import log_program_state
     from dspyopt_nb.tracking.mlflow_tracker import MlflowTracker
     c = self.client
     try: found = [v for v in c.search_model_versions(f"name='{program}'") if v.tags.get(self.KEY_TAG) == key]
@@ -189,9 +176,7 @@ def register(self: MlflowRegistry, program, state, *, key, run_id=None, tags=Non
     if rid is None or not _has_program(c, rid):
         rid = c.create_run(tracker.experiment_id, run_name=f"candidate-{key}", tags={"dspyopt.kind": "learn_candidate", self.KEY_TAG: key,
                                                                                       **{k: str(v) for k, v in (tags or {}).items()}}).info.run_id
-        with tempfile.TemporaryDirectory() as d:
-            (Path(d) / "program.json").write_text(json.dumps(state, indent=1))
-            c.log_artifacts(rid, d, "program")
+        log_program_state(c, rid, state)
         c.set_terminated(rid, "FINISHED")
     version = tracker.register(rid)
     c.set_model_version_tag(program, version, self.KEY_TAG, key)

@@ -4,12 +4,14 @@
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #10ecc648
 from __future__ import annotations
-import random
+import json, random
+from pathlib import Path
 
 from .protocol import FunctionOptimizer, OptimizerContext
 
 # %% auto #0
-__all__ = ['NONE', 'MIPRO_PRESETS', 'MIPRO', 'GEPA_PRESETS', 'GEPA', 'BOOTSTRAP_PRESETS', 'BOOTSTRAP', 'SIMBA_PRESETS', 'SIMBA']
+__all__ = ['NONE', 'WARM_FILES', 'MIPRO_PRESETS', 'MIPRO', 'GEPA_PRESETS', 'GEPA', 'BOOTSTRAP_PRESETS', 'BOOTSTRAP',
+           'SIMBA_PRESETS', 'SIMBA', 'instructions_of', 'save_search_state', 'warm_candidates']
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #cd647403
 def _none(ctx: OptimizerContext):
@@ -17,6 +19,30 @@ def _none(ctx: OptimizerContext):
     return ctx.program
 
 NONE = FunctionOptimizer("none", _none, {"light": {}, "medium": {}, "heavy": {}}, lambda k, nt, nv: 0, description=_none.__doc__)
+
+# %% ../../nbs/20_optimizers/01_builtin.ipynb #d87ed7da
+WARM_FILES = {"mipro": "mipro_instructions.json", "gepa": "gepa_front.json"}
+
+def instructions_of(program) -> dict[str, str]:
+    "Each predictor's instruction, by the predictor's name."
+    return {name: p.signature.instructions for name, p in program.named_predictors()}
+
+def save_search_state(run_dir, optimizer: str, candidates: list[dict], **extra):
+    "Keep a search's instruction candidates (`[{instructions: {predictor: text}, score}]`, best first, distinct) for a later warm start."
+    if run_dir is None: return
+    seen, out = set(), []
+    for c in candidates:
+        key = json.dumps(c["instructions"], sort_keys=True)
+        if key not in seen: seen.add(key); out.append(c)
+    Path(run_dir, WARM_FILES[optimizer]).write_text(json.dumps(dict(optimizer=optimizer, candidates=out, **extra), indent=1))
+
+def warm_candidates(ctx: OptimizerContext, optimizer: str) -> list[dict]:
+    "The instruction candidates an earlier run of `optimizer` kept (best first) that fit this program's predictors; [] when cold."
+    run_dir = (ctx.warm_start or {}).get("run_dir")
+    path = Path(run_dir, WARM_FILES[optimizer]) if run_dir else None
+    if path is None or not path.exists(): return []
+    names = {n for n, _ in ctx.program.named_predictors()}
+    return [c for c in json.loads(path.read_text())["candidates"] if set(c["instructions"]) == names]
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #61cb04f7
 MIPRO_PRESETS = {"light": dict(num_candidates=6, num_trials=10, max_bootstrapped_demos=4, max_labeled_demos=8, minibatch_size=25),
@@ -31,13 +57,35 @@ def _mipro(ctx: OptimizerContext):
     "DSPy's MIPROv2: bootstrapped demo sets and grounded instruction proposals, searched with Optuna (TPE)."
     import dspy
     k = dict(ctx.knobs)
-    tp = dspy.MIPROv2(metric=ctx.metric, prompt_model=ctx.reflection_lm or ctx.lm, task_model=ctx.lm, auto=None,
-                      num_candidates=k.pop("num_candidates"), max_bootstrapped_demos=k.pop("max_bootstrapped_demos"),
-                      max_labeled_demos=k.pop("max_labeled_demos"), num_threads=ctx.num_threads,
-                      max_errors=ctx.max_errors, seed=ctx.seed, verbose=False)
+    prior = warm_candidates(ctx, "mipro")
+    cls = _warm_mipro(prior) if prior else dspy.MIPROv2
+    tp = cls(metric=ctx.metric, prompt_model=ctx.reflection_lm or ctx.lm, task_model=ctx.lm, auto=None,
+             num_candidates=k.pop("num_candidates"), max_bootstrapped_demos=k.pop("max_bootstrapped_demos"),
+             max_labeled_demos=k.pop("max_labeled_demos"), num_threads=ctx.num_threads,
+             max_errors=ctx.max_errors, seed=ctx.seed, verbose=False, track_stats=True)
     mb = min(k.pop("minibatch_size"), len(ctx.valset))
-    return tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
+    best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
                       minibatch=len(ctx.valset) > mb, minibatch_size=mb, **k)
+    scored = [*getattr(best, "candidate_programs", []), *getattr(best, "mb_candidate_programs", [])]   # full evaluations first, each best first
+    save_search_state(ctx.run_dir, "mipro", [dict(instructions=instructions_of(c["program"]), score=float(c["score"]), full=bool(c["full_eval"]))
+                                             for c in scored] or [dict(instructions=instructions_of(best), score=None, full=False)])
+    return best
+
+def _warm_mipro(prior: list[dict]):
+    "MIPROv2 whose instruction candidates are the student's own, then `prior`'s (best first); only the places left are proposed anew."
+    import dspy
+    class WarmMIPROv2(dspy.MIPROv2):
+        def _propose_instructions(self, program, *args, num_instruct_candidates: int, **kw):
+            names = [n for n, _ in program.named_predictors()]
+            out = {i: [p.signature.instructions] for i, p in enumerate(program.predictors())}   # index 0: the student's (DSPy's convention)
+            for c in prior:
+                for i, n in enumerate(names):
+                    if c["instructions"][n] not in out[i]: out[i].append(c["instructions"][n])
+            if (fresh := num_instruct_candidates - min(map(len, out.values()))) > 0:
+                new = super()._propose_instructions(program, *args, num_instruct_candidates=fresh + 1, **kw)
+                for i in out: out[i] += [x for x in new[i][1:] if x not in out[i]]
+            return {i: v[:num_instruct_candidates] for i, v in out.items()}
+    return WarmMIPROv2
 
 def _mipro_schedule(k, n_train, n_val):
     "Demo sets are bootstrapped and instructions proposed one call at a time; trials score minibatches, and the full set now and then, in parallel."
@@ -56,6 +104,8 @@ def _gepa(ctx: OptimizerContext):
     calls = k.pop("max_metric_calls")
     left = ctx.recorder.metric_calls_left() if ctx.recorder else None
     if left is not None: calls = max(1, min(calls, left))
+    prior = warm_candidates(ctx, "gepa")
+    if prior: k.setdefault("instruction_proposer", _replay_proposer(prior))
     tp = dspy.GEPA(metric=ctx.feedback_metric, max_metric_calls=calls, reflection_lm=ctx.reflection_lm or ctx.lm,
                    num_threads=ctx.num_threads, seed=ctx.seed, track_stats=True, **k)
     best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
@@ -65,7 +115,25 @@ def _gepa(ctx: OptimizerContext):
             parents = [p for p in (dr.parents[i] or []) if p is not None] if i < len(dr.parents) else []
             parent = ctx.recorder.candidate_id(dr.candidates[parents[0]], len(ctx.valset)) if parents else None
             ctx.recorder.report_candidate(cand, len(ctx.valset), float(score), parent=parent)
+    if dr is not None:
+        front = sorted({i for ids in dr.per_val_instance_best_candidates.values() for i in ids}, key=lambda i: -dr.val_aggregate_scores[i])
+        save_search_state(ctx.run_dir, "gepa", [dict(instructions=instructions_of(dr.candidates[i]), score=float(dr.val_aggregate_scores[i])) for i in front],
+                          discovered=[[int(c), float(s)] for c, s in zip(dr.discovery_eval_counts, dr.val_aggregate_scores)])
     return best
+
+def _replay_proposer(prior: list[dict]):
+    "GEPA's own instruction proposer, whose first proposals are an earlier run's Pareto front (best first), then its reflection's."
+    from dspy.teleprompt.gepa import InstructionProposer
+    class ReplayProposer(InstructionProposer):     # a subclass: GEPA treats it as the built-in proposer it is
+        def __init__(self):
+            super().__init__(); self.queue = [c["instructions"] for c in prior]
+        def __call__(self, candidate, reflective_dataset, components_to_update):
+            while self.queue:
+                texts = self.queue.pop(0)
+                new = {n: texts[n] for n in components_to_update if n in texts}
+                if new and any(new[n] != candidate.get(n) for n in new): return new
+            return super().__call__(candidate, reflective_dataset, components_to_update)
+    return ReplayProposer()
 
 def _gepa_schedule(k, n_train, n_val):
     "Each iteration scores a parent and a child on a minibatch of 3 and reflects once; about one child in five is scored on the full set (a rough model)."

@@ -13,7 +13,8 @@ from ..run.catalogue import TAG_TASK, artifact_location, default_tracking_uri, m
 
 # %% auto #0
 __all__ = ['TAG_FORMAT', 'TAG_PROGRAM', 'FORMAT', 'REGISTRY_EXPERIMENT', 'RegistryError', 'build_program', 'LoadedProgram',
-           'register_program', 'register_result', 'set_alias', 'versions', 'aliases', 'resolve', 'load_program']
+           'log_program_state', 'register_program', 'register_result', 'set_alias', 'versions', 'aliases', 'resolve',
+           'load_program']
 
 # %% ../../nbs/50_serve/01_registry.ipynb #5e55742a
 TAG_FORMAT, TAG_PROGRAM, FORMAT = "dspyopt.format", "dspyopt.program", "dspy-json-state"
@@ -71,6 +72,15 @@ def _ensure_model(client, name: str):
     try: client.create_registered_model(name)
     except MlflowException: pass  # exists already
 
+def log_program_state(client, run_id: str, state: dict):
+    "Log a program's JSON state as run `run_id`'s `program/program.json`, signed (the run's signature.sig) as the tracker does: `load_program` verifies it."
+    from dspyopt_nb.security.crypto import write_bytes
+    from dspyopt_nb.security.signing import sign_artifacts
+    with tempfile.TemporaryDirectory() as d:
+        write_bytes(Path(d) / "program" / "program.json", json.dumps(state, indent=1).encode())  # sealed when encryption is on
+        sign_artifacts(d, ["program/program.json"])
+        client.log_artifacts(run_id, d)
+
 def register_program(program, name: str, spec: str, *, alias: str | None = None, tracking_uri: str | None = None,
                      tags: dict | None = None, description: str = "") -> str:
     "Log `program`'s JSON state to a new MLflow run and register it as a version of `name` (with `alias`); returns the version."
@@ -80,12 +90,7 @@ def register_program(program, name: str, spec: str, *, alias: str | None = None,
     exp = client.get_experiment_by_name(REGISTRY_EXPERIMENT)
     exp_id = exp.experiment_id if exp else client.create_experiment(REGISTRY_EXPERIMENT, artifact_location=artifact_location(uri))
     run = client.create_run(exp_id, run_name=f"register-{name}", tags={TAG_PROGRAM: spec, **(tags or {})})
-    with tempfile.TemporaryDirectory() as d:
-        from dspyopt_nb.security.crypto import write_bytes
-        from dspyopt_nb.security.signing import sign_artifacts
-        write_bytes(Path(d) / "program" / "program.json", json.dumps(program.dump_state(), indent=1).encode())  # sealed when encryption is on
-        sign_artifacts(d, ["program/program.json"])  # the run's signature.sig, as the tracker writes it: load_program verifies it
-        client.log_artifacts(run.info.run_id, d)
+    log_program_state(client, run.info.run_id, program.dump_state())
     client.set_terminated(run.info.run_id, "FINISHED")
     _ensure_model(client, name)
     src = client.get_run(run.info.run_id).info.artifact_uri.rstrip("/") + "/program"
