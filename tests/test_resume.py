@@ -76,3 +76,29 @@ def test_sigkill_loses_nothing_acknowledged_and_resume_relogs_to_mlflow(tmp_path
         assert len(kids) == len(res.candidates)                   # the resumed run re-logged everything
     finally:
         os.environ.pop("TRACKING_URI"); os.environ.pop("TOY_DELAY")
+
+
+def test_a_run_claims_its_lock_while_others_probe_it(tmp_path):
+    "`is_executing` takes the lock for an instant; a run starting meanwhile must still claim it (the panel probes while "
+    "its thread starts the run: under load the claim failed and the run never started). A run held for real is refused."
+    import threading, time
+    import pytest
+    from dspyopt_nb.run.catalogue import claim, is_executing
+    from dspyopt_nb.run.errors import OptimizeError
+    run_dir, stop = tmp_path / "run", threading.Event()
+    run_dir.mkdir()
+    def probe():
+        while not stop.is_set(): is_executing(run_dir)
+    probes = [threading.Thread(target=probe) for _ in range(2)]
+    for t in probes: t.start()
+    try:
+        for _ in range(200):
+            with claim(run_dir, "r1"): pass
+    finally:
+        stop.set()
+        for t in probes: t.join()
+    with claim(run_dir, "r1"):
+        t0 = time.monotonic()
+        with pytest.raises(OptimizeError, match="executing already"):
+            with claim(run_dir, "r1"): pass
+        assert time.monotonic() - t0 >= 1.9

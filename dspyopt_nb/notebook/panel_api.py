@@ -176,6 +176,7 @@ class Launcher:
             h.thread.start()
         deadline = time.time() + 10  # answer once the run holds its lock: the panel then lists it as running
         while h.status == "running" and not is_executing(p.run_dir) and time.time() < deadline: time.sleep(0.02)
+        if h.error: raise ApiError(409 if "executing already" in h.error else 400, f"run {p.run_id} did not start: {h.error}")
         return dict(run_id=p.run_id, run_dir=str(p.run_dir), name=Path(p.run_dir).name, plan=p.summary())
 
     def _work(self, h: Launched, p):

@@ -107,11 +107,14 @@ def claim(run_dir, run_id: str):
     "Hold the run's lock while it executes; `OptimizeError` naming the holder when another process executes it."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     f = open(run_dir / LOCK, "a+")
-    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0); holder = f.read().strip() or "another process"; f.close()
-        raise OptimizeError(f"run {run_id} is executing already ({holder}). Fix: wait for it to finish, or stop it; "
-                            "a run never executes twice at once.") from None
+    deadline = time.monotonic() + 2.0   # `is_executing` probes take the lock for an instant: only a lock held this long is a run
+    while True:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break
+        except BlockingIOError:
+            if time.monotonic() < deadline: time.sleep(0.01); continue
+            f.seek(0); holder = f.read().strip() or "another process"; f.close()
+            raise OptimizeError(f"run {run_id} is executing already ({holder}). Fix: wait for it to finish, or stop it; "
+                                "a run never executes twice at once.") from None
     f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}"); f.flush()
     try: yield run_dir
     finally:
