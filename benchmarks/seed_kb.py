@@ -24,8 +24,8 @@ CORE = [("none", "light", {}), ("gated", "light", {"gate": True}), ("gated", "li
         ("mipro", "light", dict(num_candidates=3, num_trials=5))]
 EXTRA = [("ga", "light", dict(population_size=6, minibatch_size=6, bootstrap_examples=8, n_proposals=3)),
          ("gepa", "light", {}), ("simba", "light", {}), ("bootstrap", "medium", {}), ("bootstrap", "heavy", {})]
-EXTRA_CELLS = {"ga": [("sst2", 0, 10), ("agnews", 0, 10), ("sst2", 1, 20), ("agnews", 1, 20)],
-               "gepa": [("sst2", 0, 10), ("agnews", 0, 10)], "simba": [("sst2", 0, 10), ("agnews", 0, 10)],
+EXTRA_CELLS = {("ga", "light"): [("sst2", 0, 10), ("agnews", 0, 10), ("sst2", 1, 20), ("agnews", 1, 20)],
+               ("gepa", "light"): [("sst2", 0, 10), ("agnews", 0, 10)], ("simba", "light"): [("sst2", 0, 10), ("agnews", 0, 10)],
                ("bootstrap", "medium"): [("sst2", 1, 20), ("agnews", 1, 20), ("banking77", 1, 20), ("gsm8k", 0, 10)],
                ("bootstrap", "heavy"): [("sst2", 1, 20), ("agnews", 1, 20)]}
 
@@ -43,7 +43,7 @@ def plan_runs() -> list[dict]:
                 for opt, preset, knobs in CORE:
                     if (opt == "mipro") == slow: out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
     for opt, preset, knobs in EXTRA:
-        for task, seed, n_val in EXTRA_CELLS.get((opt, preset), EXTRA_CELLS.get(opt, [])):
+        for task, seed, n_val in EXTRA_CELLS[opt, preset]:
             out.append(dict(task=task, seed=seed, n_val=n_val, optimizer=opt, preset=preset, knobs=knobs))
     return out
 

@@ -123,11 +123,12 @@ def compare(a, optimizer: str) -> dict:
               f"test cold {cold.optimized:.3f} warm {warm.optimized:.3f}", flush=True)
     ratios = [r["warm_calls_to_target"] / r["cold_calls_to_target"] for r in rows if r["warm_calls_to_target"] and r["cold_calls_to_target"]]
     reached = [r["warm_calls_to_target"] for r in rows if r["warm_calls_to_target"] is not None]
+    alone = [r["program_only_calls_to_target"] for r in rows if r["program_only_calls_to_target"] is not None]
     summary = dict(windows=len(rows), warm_reached=len(reached),
                    median_calls_cold=statistics.median(r["cold_calls_to_target"] for r in rows),
                    median_calls_warm=statistics.median(reached) if reached else None,
                    median_ratio_warm_over_cold=statistics.median(ratios) if ratios else None,
-                   median_calls_program_only=statistics.median([r["program_only_calls_to_target"] for r in rows if r["program_only_calls_to_target"] is not None] or [None]),
+                   median_calls_program_only=statistics.median(alone) if alone else None,
                    first_window=dict(run_id=first.run_id, best=first.optimized))
     print(optimizer, summary, flush=True)
     return dict(knobs=KNOBS[optimizer], summary=summary, rows=rows)
