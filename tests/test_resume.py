@@ -84,7 +84,7 @@ def test_a_run_claims_its_lock_while_others_probe_it(tmp_path):
     import threading, time
     import pytest
     from dspyopt_nb.run.catalogue import claim, is_executing
-    from dspyopt_nb.run.errors import OptimizeError
+    from dspyopt_nb.run.errors import RunBusy
     run_dir, stop = tmp_path / "run", threading.Event()
     run_dir.mkdir()
     def probe():
@@ -99,6 +99,6 @@ def test_a_run_claims_its_lock_while_others_probe_it(tmp_path):
         for t in probes: t.join()
     with claim(run_dir, "r1"):
         t0 = time.monotonic()
-        with pytest.raises(OptimizeError, match="executing already"):
+        with pytest.raises(RunBusy, match="executing already"):
             with claim(run_dir, "r1"): pass
         assert time.monotonic() - t0 >= 1.9

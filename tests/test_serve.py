@@ -350,3 +350,19 @@ def test_served_calls_reach_an_otlp_collector(tmp_path, monkeypatch):
     attrs = [{a.key: a.value for a in s.attributes} for _, s in got]
     assert {a["dspyopt.request_id"].string_value for a in attrs} == ids
     assert {s.name for _, s in got} == {"dspyopt.predict sst2"} and all(a["dspyopt.version"].string_value == "1" for a in attrs)
+
+
+@pytest.mark.parametrize("user_setting, bar", [(None, False), ("true", True)])
+def test_mlflow_downloads_keep_the_logs_free_of_progress_bars(tmp_path, monkeypatch, capfd, user_setting, bar):
+    "Every MLflow client dspyopt makes (services, registry, analytics) downloads quietly, unless the user asked for bars."
+    from dspyopt_nb.run.catalogue import artifact_location, mlflow_client
+    if user_setting is None: monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    else: monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", user_setting)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow_client(uri)
+    run = client.create_run(client.create_experiment("bars", artifact_location=artifact_location(uri)))
+    (tmp_path / "state.json").write_text("{}")
+    client.log_artifact(run.info.run_id, str(tmp_path / "state.json"))
+    capfd.readouterr()
+    client.download_artifacts(run.info.run_id, "state.json", str(tmp_path))
+    assert ("Downloading artifacts" in capfd.readouterr().err) is bar

@@ -192,12 +192,15 @@ async def test_experiments_and_alarms_routes(api, tmp_path):
     assert status == 200 and d["programs"][0]["alarms"][0]["detector"] == "ddm"
 
 
-def test_a_run_that_cannot_start_says_why(tmp_path, monkeypatch):
-    "When the run's thread fails before the run holds its lock, starting it answers the error (not a silent 'incomplete' run)."
+@pytest.mark.parametrize("error, status", [("RuntimeError", 400), ("RunBusy", 409)])
+def test_a_run_that_cannot_start_says_why(tmp_path, monkeypatch, error, status):
+    """When the run's thread fails before the run holds its lock, starting it answers the error (not a silent 'incomplete' run):
+    409 when another process took the run's lock first (the same start succeeds later), 400 for any other failure."""
     import dspyopt_nb.run.execute as ex
     from dspyopt_nb.notebook.panel_api import ApiError, Launcher
-    def broken(plan, **kw): raise RuntimeError("the MLflow store is locked. Fix: retry.")
+    from dspyopt_nb.run.errors import RunBusy
+    def broken(plan, **kw): raise {"RuntimeError": RuntimeError, "RunBusy": RunBusy}[error]("the run's lock is taken. Fix: retry.")
     monkeypatch.setattr(ex, "execute", broken)
     with pytest.raises(ApiError) as e:
         Launcher().start(dict(task="sst2", lm=TOY, n_train=8, n_val=8, n_test=8, tracking=False), root=tmp_path)
-    assert e.value.status == 400 and "did not start" in e.value.message and "MLflow store is locked" in e.value.message
+    assert e.value.status == status and "did not start" in e.value.message and "lock is taken" in e.value.message

@@ -110,13 +110,7 @@ def _mlflow(tracking_uri): return _client(_uri(tracking_uri))
 
 def _as_result(run, tracking_uri=None) -> OptimizationResult:
     if isinstance(run, OptimizationResult): return run
-    if isinstance(run, str):
-        old = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one small JSON file: no progress bar
-        try: return load_result(run, _uri(tracking_uri))
-        finally:
-            if old is None: os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-            else: os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = old
+    if isinstance(run, str): return load_result(run, _uri(tracking_uri))
     raise TypeError(f"expected an OptimizationResult or an MLflow run id (str), got {type(run).__name__}. "
                     "Fix: pass the result optimize() returned, or its .mlflow_run_id.")
 

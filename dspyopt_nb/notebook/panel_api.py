@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..run.catalogue import (CONFIG, EVENTS, LOCK, PROGRAM, RESULT, _SAFE, default_tracking_uri, find_run, is_executing,
                              list_runs, load_run, read_json, runs_root, write_plan)
-from ..run.errors import ConfigError, OptimizeError
+from ..run.errors import ConfigError, OptimizeError, RunBusy
 
 # %% auto #0
 __all__ = ['FORM_FIELDS', 'ApiError', 'run_record', 'run_rows', 'run_detail', 'EventTail', 'CatalogueWatch', 'config_from',
@@ -150,7 +150,7 @@ def _parsed(settings: dict):
 class Launched:
     "A run this process started for the panel: its plan, thread and stop flag, and how it ended."
     run_id: str; run_dir: str; thread: threading.Thread | None = None; stop: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None; status: str = "running"
+    error: str | None = None; busy: bool = False; status: str = "running"
 
 class Launcher:
     "Start, stop and resume runs for the panel, in background threads of this process (one per run)."
@@ -176,13 +176,14 @@ class Launcher:
             h.thread.start()
         deadline = time.time() + 10  # answer once the run holds its lock: the panel then lists it as running
         while h.status == "running" and not is_executing(p.run_dir) and time.time() < deadline: time.sleep(0.02)
-        if h.error: raise ApiError(409 if "executing already" in h.error else 400, f"run {p.run_id} did not start: {h.error}")
+        if h.error: raise ApiError(409 if h.busy else 400, f"run {p.run_id} did not start: {h.error}")
         return dict(run_id=p.run_id, run_dir=str(p.run_dir), name=Path(p.run_dir).name, plan=p.summary())
 
     def _work(self, h: Launched, p):
         from dspyopt_nb.run.execute import execute
         try: h.status = execute(p, progress=False, stop=h.stop).status
-        except BaseException as e: h.status, h.error = "failed", " ".join(f"{type(e).__name__}: {e}".split())
+        except BaseException as e:
+            h.status, h.error, h.busy = "failed", " ".join(f"{type(e).__name__}: {e}".split()), isinstance(e, RunBusy)
 
     def stop(self, ref: str, root=None) -> dict:
         "Ask a running run to stop (it ends with its best so far); 409 when it is not running here."

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engines.base import cache_dir
-from .errors import OptimizeError
+from .errors import OptimizeError, RunBusy
 from .result import OptimizationResult
 
 # %% auto #0
@@ -57,6 +57,7 @@ def mlflow_client(uri: str | None = None):
     import logging
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the first use of a SQLite store migrates it; keep quiet
     from mlflow.tracking import MlflowClient
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our downloads are a few small files: no bars in logs
     uri = uri or default_tracking_uri()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -104,7 +105,7 @@ def read_result(run_dir, *, verify: str | None = None, default: str = "verify") 
 
 @contextlib.contextmanager
 def claim(run_dir, run_id: str):
-    "Hold the run's lock while it executes; `OptimizeError` naming the holder when another process executes it."
+    "Hold the run's lock while it executes; `RunBusy` naming the holder when another process executes it."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     f = open(run_dir / LOCK, "a+")
     deadline = time.monotonic() + 2.0   # `is_executing` probes take the lock for an instant: only a lock held this long is a run
@@ -113,7 +114,7 @@ def claim(run_dir, run_id: str):
         except BlockingIOError:
             if time.monotonic() < deadline: time.sleep(0.01); continue
             f.seek(0); holder = f.read().strip() or "another process"; f.close()
-            raise OptimizeError(f"run {run_id} is executing already ({holder}). Fix: wait for it to finish, or stop it; "
+            raise RunBusy(f"run {run_id} is executing already ({holder}). Fix: wait for it to finish, or stop it; "
                                 "a run never executes twice at once.") from None
     f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}"); f.flush()
     try: yield run_dir
@@ -279,7 +280,6 @@ def load_result(mlflow_run_id: str, tracking_uri: str | None = None, *, verify: 
         audit_refusal("load_result", str(mlflow_run_id)[:200], "not an MLflow run id (path traversal or malformed)")
         raise OptimizeError(f"{mlflow_run_id!r} is not an MLflow run id. Fix: pass the id MLflow shows (letters, digits, '-' and '_').")
     client = mlflow_client(tracking_uri)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files need no bar
     with tempfile.TemporaryDirectory() as d:
         try: p = client.download_artifacts(mlflow_run_id, RESULT, d)
         except Exception as e:

@@ -120,7 +120,6 @@ def _gc(tracking_uri: str, run_ids: list[str]):
 def erase_in_mlflow(subject: str, tracking_uri: str) -> dict:
     "Delete (and on a local store purge) every MLflow run that mentions the subject, with the model versions made from it."
     from dspyopt_nb.run.catalogue import mlflow_client
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client, forms = mlflow_client(tracking_uri), _forms(subject)
     from mlflow.entities import ViewType
     exps = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
