@@ -55,7 +55,7 @@ def experiment_detail(exp_id: str, url: str | None) -> dict:
     from dspyopt_nb.serve.analysis import analyze
     from dspyopt_nb.serve.experiments import ExperimentError, decisions, get_experiment
     if not url or not _has(url, "runtime_experiments"):
-        raise ExperimentError(f"no experiment {exp_id!r}: the store has none yet. Fix: start one (POST /v1/experiments of dspyopt serve).")
+        raise ExperimentError(f"no experiment {exp_id!r}: the store has none yet. Fix: start one (POST /v1/experiments of dspyopt serve).", 404)
     e = get_experiment(exp_id, url)
     return dict(experiment=e.to_dict(), analysis=analyze(e, url).to_dict(), decisions=decisions(e.id, url))
 
@@ -93,7 +93,7 @@ def _routes():
             async def go():
                 from dspyopt_nb.serve.experiments import ExperimentError
                 try: self.answer(await self.work(experiment_detail, exp_id, _url(self)))
-                except ExperimentError as e: raise ApiError(404, str(e)) from None
+                except ExperimentError as e: raise ApiError(e.status, str(e)) from None
             await self.guarded(go())
 
     @route(r"/alarms")

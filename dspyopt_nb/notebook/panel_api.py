@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..run.catalogue import (CONFIG, EVENTS, LOCK, PROGRAM, RESULT, _SAFE, default_tracking_uri, find_run, is_executing,
                              list_runs, load_run, read_json, runs_root, write_plan)
-from ..run.errors import ConfigError, OptimizeError, RunBusy
+from ..run.errors import ConfigError, OptimizeError, RunBusy, RunNotFound
 
 # %% auto #0
 __all__ = ['FORM_FIELDS', 'ApiError', 'run_record', 'run_rows', 'run_detail', 'EventTail', 'CatalogueWatch', 'config_from',
@@ -30,7 +30,7 @@ def run_record(ref: str, root=None, tracking_uri: str | None = None):
         raise ApiError(400, f"{ref[:80]!r} is not a run id. Fix: use an id (or a unique prefix) from the runs list; ids are "
                             "letters, digits, '-', '_' and '.', and never a path.")
     try: return find_run(ref, root, tracking_uri=tracking_uri)
-    except OptimizeError as e: raise ApiError(404 if str(e).startswith("no run") else 400, str(e)) from None
+    except OptimizeError as e: raise ApiError(404 if isinstance(e, RunNotFound) else 400, str(e)) from None
 
 # %% ../../nbs/30_notebook/02_panel_api.ipynb #624cffb2
 def _row(rec, now: float | None = None) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engines.base import cache_dir
-from .errors import OptimizeError, RunBusy
+from .errors import OptimizeError, RunBusy, RunNotFound
 from .result import OptimizationResult
 
 # %% auto #0
@@ -265,7 +265,7 @@ def find_run(ref: str, root=None, *, tracking_uri: str | None = None) -> RunReco
     exact = [r for r in recs if ref in (r.run_id, r.mlflow_run_id) or (r.run_dir and Path(r.run_dir).name == ref)]
     hits = exact or [r for r in recs if r.run_id.startswith(ref) or (r.run_dir and Path(r.run_dir).name.startswith(ref))]
     if len(hits) == 1: return hits[0]
-    if not hits: raise OptimizeError(f"no run {ref!r} in {Path(root or runs_root())}{' or MLflow' if tracking_uri else ''}. "
+    if not hits: raise RunNotFound(f"no run {ref!r} in {Path(root or runs_root())}{' or MLflow' if tracking_uri else ''}. "
                                      "Fix: pick an id from `dspyopt runs list` (or %dspyopt list).")
     raise OptimizeError(f"{ref!r} matches {len(hits)} runs ({', '.join(r.run_id for r in hits[:6])}). Fix: give more of the id.")
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['OptimizeError', 'ConfigError', 'RunBusy', 'StopRun']
+__all__ = ['OptimizeError', 'ConfigError', 'RunNotFound', 'RunBusy', 'StopRun']
 
 # %% ../../nbs/10_run/02_errors.ipynb #50e2257c
 class OptimizeError(ValueError):
@@ -16,6 +16,9 @@ class ConfigError(OptimizeError):
     "A run config with problems; `problems` holds (field, message) pairs, each message ending in its fix."
     def __init__(self, message: str, problems=()):
         super().__init__(message); self.problems = list(problems)
+
+class RunNotFound(OptimizeError):
+    "No run in the catalogue matches the id (or prefix) asked for."
 
 class RunBusy(OptimizeError):
     "The run is executing in another process or thread (it holds the run's lock); try again once it ends."

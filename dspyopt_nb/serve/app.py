@@ -196,10 +196,8 @@ def _handlers(app: FastAPI, metrics):
 
     @app.exception_handler(ExperimentError)
     async def exp_error(request, e: ExperimentError):
-        status = 404 if str(e).startswith("no experiment") else 409 if ("exists already" in str(e) or "still running" in str(e)
-                                                                       or "already" in str(e)) else 422
-        metrics["http"].labels(str(status)).inc()
-        return _error(status, str(e), "ExperimentError")
+        metrics["http"].labels(str(e.status)).inc()
+        return _error(e.status, str(e), "ExperimentError")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, e: RequestValidationError):

@@ -150,7 +150,8 @@ def plan_from_scores(baseline_scores, optimized_scores, *, mde: float | None = N
 
 # %% ../../nbs/50_serve/03_experiments.ipynb #791e6469
 class ExperimentError(ValueError):
-    "An experiment cannot be created, found or changed as asked; the message names the fix."
+    "An experiment cannot be created, found or changed as asked; the message names the fix, `status` the HTTP answer."
+    def __init__(self, message: str, status: int = 422): super().__init__(message); self.status = status
 
 @dataclass
 class ExperimentState:
@@ -187,7 +188,7 @@ def get_experiment(exp_id: str, url: str | None = None) -> ExperimentState:
         row = s.get(Experiment, exp_id)
         if row is None:
             known = s.execute(select(Experiment.id).order_by(Experiment.created.desc()).limit(10)).scalars().all()
-            raise ExperimentError(f"no experiment {exp_id!r}. Fix: pick one of {known or 'none (start one first)'}.")
+            raise ExperimentError(f"no experiment {exp_id!r}. Fix: pick one of {known or 'none (start one first)'}.", 404)
         return ExperimentState.of(row)
 
 def list_experiments(url: str | None = None, *, status: str | None = None, program: str | None = None) -> list[ExperimentState]:
@@ -233,7 +234,7 @@ def decide(exp_id: str, kind: str, reason: str, *, url: str | None = None, track
     now = time.time()
     with session(url) as s:
         row = s.get(Experiment, exp_id, with_for_update=True)
-        if row is None: raise ExperimentError(f"no experiment {exp_id!r}. Fix: list them with `dspyopt experiments list`.")
+        if row is None: raise ExperimentError(f"no experiment {exp_id!r}. Fix: list them with `dspyopt experiments list`.", 404)
         before = row.stage
         for k, v in changes.items():
             setattr(row, k, json.dumps(v) if k in ("weights", "state") else v)
@@ -268,8 +269,8 @@ def start_experiment(spec: ExperimentSpec | dict, *, url: str | None = None, tra
     with session(url) as s:
         busy = s.execute(select(Experiment.id).where(Experiment.program == spec.program, Experiment.status.in_(("running", "promoted")))).scalars().first()
         if s.get(Experiment, spec.name) is not None:
-            raise ExperimentError(f"experiment {spec.name!r} exists already. Fix: give the new one another name.")
-        if busy: raise ExperimentError(f"experiment {busy!r} is still running on {spec.program!r}. Fix: stop it first (dspyopt experiments stop {busy}).")
+            raise ExperimentError(f"experiment {spec.name!r} exists already. Fix: give the new one another name.", 409)
+        if busy: raise ExperimentError(f"experiment {busy!r} is still running on {spec.program!r}. Fix: stop it first (dspyopt experiments stop {busy}).", 409)
     design = plan(spec)
     now, weights = time.time(), stage_weights(spec, 0)
     with session(url) as s:
@@ -285,6 +286,6 @@ def stop_experiment(exp_id: str, reason: str = "stopped by hand", *, kill: bool 
     "Stop an experiment: all traffic back to the control (`kill=True`: the kill switch, the same at once, marked killed)."
     exp = get_experiment(exp_id, url)
     if exp.status not in ("running", "promoted"):
-        raise ExperimentError(f"experiment {exp_id!r} is {exp.status} already. Fix: nothing to stop; start a new experiment.")
+        raise ExperimentError(f"experiment {exp_id!r} is {exp.status} already. Fix: nothing to stop; start a new experiment.", 409)
     return decide(exp_id, "killed" if kill else "stopped", reason, url=url, tracking_uri=tracking_uri, actor=actor,
                   status="stopped", killed=kill, weights={exp.spec.control_name: 1.0})
