@@ -129,6 +129,27 @@ def test_warm_start_continues_the_instruction_search(tmp_cache, tmp_path, optimi
     assert calls_to_reach(tw, target) is not None and calls_to_reach(tw, target) < calls_to_reach(tc, target), (tc, tw)
 
 
+@pytest.mark.parametrize("optimizer", ["gepa", "mipro"])
+def test_a_search_stopped_by_its_cap_still_leaves_its_candidates(tmp_cache, tmp_path, optimizer):
+    "A run whose metric-call cap ends the search inside DSPy's compile keeps what it recorded, best first, for a warm start."
+    from dspyopt_nb.engines.scripted import scripted_lm
+    from dspyopt_nb.optimize import optimize
+    from dspyopt_nb.optimizers.builtin import WARM_FILES, warm_candidates
+    from dspyopt_nb.optimizers.protocol import OptimizerContext
+    from benchmarks.warm_start import KNOBS, instruction_model
+    task, sp = load_task("sst2"), load_task("sst2").splits(n_train=30, n_val=16, n_test=20, seed=0)
+    res = optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer=optimizer, knobs=KNOBS[optimizer],
+                   seed=1, lm=scripted_lm(instruction_model), run_dir=str(tmp_path / "capped"), tracking=False, progress=False,
+                   max_metric_calls=70)
+    assert res.status == "stopped" and "cap" in res.message, (res.status, res.message)
+    kept = json.loads((Path(res.run_dir) / WARM_FILES[optimizer]).read_text())
+    assert kept["stopped"] and len(kept["candidates"]) >= 2, kept                      # more than the student's own instruction
+    scores = [(not c["full"], -c["score"]) for c in kept["candidates"]]
+    assert scores == sorted(scores)                                                   # full evaluations first, each best first
+    ctx = OptimizerContext(task.program(), [], [], None, None, {}, 0, None, None, warm_start={"run_dir": res.run_dir})
+    assert warm_candidates(ctx, optimizer) == kept["candidates"]                      # a warm start reads them
+
+
 def test_what_a_warm_start_of_the_instruction_searches_proposes():
     "GEPA's first proposals are the earlier front (skipping the parent's own text); MIPROv2's candidates are the student's, "
     "then the earlier ones, with nothing left to propose anew."

@@ -4,14 +4,15 @@
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #10ecc648
 from __future__ import annotations
-import json, random
+import contextlib, json, random
 from pathlib import Path
 
 from .protocol import FunctionOptimizer, OptimizerContext
+from ..run.errors import StopRun
 
 # %% auto #0
 __all__ = ['NONE', 'WARM_FILES', 'MIPRO_PRESETS', 'MIPRO', 'GEPA_PRESETS', 'GEPA', 'BOOTSTRAP_PRESETS', 'BOOTSTRAP',
-           'SIMBA_PRESETS', 'SIMBA', 'instructions_of', 'save_search_state', 'warm_candidates']
+           'SIMBA_PRESETS', 'SIMBA', 'instructions_of', 'save_search_state', 'keeps_search_on_stop', 'warm_candidates']
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #cd647403
 def _none(ctx: OptimizerContext):
@@ -35,6 +36,17 @@ def save_search_state(run_dir, optimizer: str, candidates: list[dict], **extra):
         key = json.dumps(c["instructions"], sort_keys=True)
         if key not in seen: seen.add(key); out.append(c)
     Path(run_dir, WARM_FILES[optimizer]).write_text(json.dumps(dict(optimizer=optimizer, candidates=out, **extra), indent=1))
+
+@contextlib.contextmanager
+def keeps_search_on_stop(ctx: OptimizerContext, optimizer: str):
+    "When a cap or a stop ends the search inside its compile (`StopRun`), keep the candidates the run recorded, then stop."
+    try: yield
+    except StopRun:
+        if ctx.recorder is not None:
+            done = sorted(ctx.recorder.candidates(), key=lambda c: (not c.full, -c.score))
+            save_search_state(ctx.run_dir, optimizer, [dict(instructions=c.instructions, score=float(c.score), full=c.full)
+                                                       for c in done if c.instructions], stopped=True)
+        raise
 
 def warm_candidates(ctx: OptimizerContext, optimizer: str) -> list[dict]:
     "The instruction candidates an earlier run of `optimizer` kept (best first) that fit this program's predictors; [] when cold."
@@ -64,8 +76,9 @@ def _mipro(ctx: OptimizerContext):
              max_labeled_demos=k.pop("max_labeled_demos"), num_threads=ctx.num_threads,
              max_errors=ctx.max_errors, seed=ctx.seed, verbose=False, track_stats=True)
     mb = min(k.pop("minibatch_size"), len(ctx.valset))
-    best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
-                      minibatch=len(ctx.valset) > mb, minibatch_size=mb, **k)
+    with keeps_search_on_stop(ctx, "mipro"):
+        best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
+                          minibatch=len(ctx.valset) > mb, minibatch_size=mb, **k)
     scored = [*getattr(best, "candidate_programs", []), *getattr(best, "mb_candidate_programs", [])]   # full evaluations first, each best first
     save_search_state(ctx.run_dir, "mipro", [dict(instructions=instructions_of(c["program"]), score=float(c["score"]), full=bool(c["full_eval"]))
                                              for c in scored] or [dict(instructions=instructions_of(best), score=None, full=False)])
@@ -108,7 +121,8 @@ def _gepa(ctx: OptimizerContext):
     if prior: k.setdefault("instruction_proposer", _replay_proposer(prior))
     tp = dspy.GEPA(metric=ctx.feedback_metric, max_metric_calls=calls, reflection_lm=ctx.reflection_lm or ctx.lm,
                    num_threads=ctx.num_threads, seed=ctx.seed, track_stats=True, **k)
-    best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
+    with keeps_search_on_stop(ctx, "gepa"):
+        best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset)
     dr = getattr(best, "detailed_results", None)
     if dr is not None and ctx.recorder is not None:  # GEPA scores its candidates with its own evaluator: record them with their lineage
         for i, (cand, score) in enumerate(zip(dr.candidates, dr.val_aggregate_scores)):

@@ -41,6 +41,10 @@ class Recorder:
         "The id of a candidate already reported with this state and `n`, else None."
         return self._run.candidate_id(program_or_state, n)
 
+    def candidates(self) -> list:
+        "The candidates recorded so far (`Candidate`: id, score, n, full, instructions per predictor...), in order."
+        with self._run._lock: return list(self._run.candidates)
+
     @property
     def caps(self) -> dict:
         "The run's hard caps: metric_calls, tokens and cost (None where unset)."
