@@ -3,20 +3,16 @@
 is stopped with the dashboard's Stop button. Screenshots go to test-artifacts/ (git-ignored).
 
 Needs Debian's chromium (apt-get install -y chromium) and `pip install playwright` (no `playwright install`)."""
-import json, os, signal, socket, subprocess, sys, time, urllib.request
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CHROMIUM
+from conftest import CHROMIUM, jupyter_lab, write_notebook
 HERE = Path(__file__).parent
 ARTIFACTS = HERE.parent / "test-artifacts"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium")]
 SIZES = "--n-train 30 --n-val 20 --n-test 60 --no-tracking"
-
-
-def _free_port() -> int:
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
 def _notebook(path: Path):
@@ -25,10 +21,7 @@ def _notebook(path: Path):
              "slow = scripted_lm(lambda p: (time.sleep(0.1), toy_model(p))[1], name='slow')\n%load_ext dspyopt_nb.notebook.magics")
     cells = [setup, f"%dspyopt run sst2 --lm toy --optimizer bootstrap {SIZES} -o res",
              f"%dspyopt run sst2 --lm slow --optimizer bootstrap {SIZES} -o res2"]
-    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": s}
-                    for i, s in enumerate(cells)],
-          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(nb))
+    write_notebook(path, cells)
 
 
 @pytest.fixture
@@ -36,35 +29,8 @@ def lab(tmp_path):
     "A JupyterLab server on loopback, serving tmp_path; stopped (with its kernels) at the end."
     root = tmp_path / "root"; root.mkdir()
     _notebook(root / "dash.ipynb")
-    news = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"   # no "get notified about news?" popup
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    port = _free_port()
-    env = {**os.environ, "DSPY_CACHEDIR": str(tmp_path / "dspy_cache"), "DSPYOPT_CACHE": str(tmp_path / "dspyopt"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"), "PYTHONUNBUFFERED": "1"}
-    env.pop("DSPYOPT_NO_PROGRESS", None)
-    log = open(tmp_path / "lab.log", "w")
-    p = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
-                          "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
-                          "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"]
-                         + (["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
-                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if p.poll() is not None: pytest.fail("jupyter lab exited:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-        try:
-            if urllib.request.urlopen(url + "/api/status", timeout=2).status == 200: break
-        except Exception: time.sleep(0.5)
-    else:
-        os.killpg(p.pid, signal.SIGKILL); pytest.fail("jupyter lab did not start in 90 s:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-    yield url
-    os.killpg(p.pid, signal.SIGTERM)                      # the server shuts its kernels down on SIGTERM
-    try: p.wait(20)
-    except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait(10)
-    log.close()
+    with jupyter_lab(tmp_path, root, env={"DSPYOPT_CACHE": str(tmp_path / "dspyopt")}, args=["--ServerApp.disable_check_xsrf=True"]) as url:
+        yield url
 
 
 RUN_CELL = """async (i) => {

@@ -1,9 +1,10 @@
 "optimize(): every built-in optimizer end to end with a scripted base model; caps, stop, errors, parse failures, timeouts; a real MLflow server."
-import socket, subprocess, sys, threading, time, urllib.request
+import subprocess, sys, threading, time, urllib.request
 from pathlib import Path
 
 import dspy
 import pytest
+from conftest import free_port
 
 from dspyopt_nb.data import load_task
 from dspyopt_nb.engines.fake_server import FakeLMServer
@@ -173,12 +174,9 @@ def test_dspy_log_lines_are_counted_not_printed(tmp_path, tmp_cache, capfd):
 
 # --- a real MLflow tracking server on loopback -------------------------------------------------------------------
 
-def _free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mlflow-server"); port = _free_port()
+    d = tmp_path_factory.mktemp("mlflow-server"); port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     p = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                           "--backend-store-uri", f"sqlite:///{d}/server.db", "--artifacts-destination", str(d / "artifacts")],

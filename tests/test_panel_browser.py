@@ -6,12 +6,12 @@ go to test-artifacts/ (the GitHub workflow uploads them).
 The extension is the one `make` installs into the virtualenv (share/jupyter/labextensions/dspyopt and the server
 extension's jupyter_server_config.d file); from a checkout that is not the installed one (another worktree), the
 fixture points JupyterLab at this checkout's build instead."""
-import json, os, re, signal, socket, subprocess, sys, time, urllib.request
+import json, os, re, sys, time
 from pathlib import Path
 
 import pytest
 
-from conftest import CHROMIUM
+from conftest import CHROMIUM, jupyter_lab, write_notebook
 HERE = Path(__file__).parent
 REPO = HERE.parent
 BUILT = REPO / "dspyopt_nb" / "labextension"
@@ -19,10 +19,6 @@ ARTIFACTS = REPO / "test-artifacts"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium"),
               pytest.mark.skipif(not (BUILT / "package.json").exists(), reason="the labextension is not built: make labextension")]
 STEADY, SLOW = "scripted:panel_models:steady_sentiment", "scripted:panel_models:slow_sentiment"
-
-
-def _free_port() -> int:
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
 def installed_here() -> bool:
@@ -36,47 +32,17 @@ def installed_here() -> bool:
 def lab(tmp_path):
     "JupyterLab on loopback with the dspyopt extension, a fresh runs directory, and a notebook using the magic."
     root = tmp_path / "root"; root.mkdir()
-    cells = ["import sys; sys.path.insert(0, %r)\n%%load_ext dspyopt_nb.notebook.magics" % str(HERE),
-             f"%dspyopt run sst2 --lm {SLOW} --optimizer bootstrap --n-train 20 --n-val 10 --n-test 20 --seed 7 --no-tracking"]
-    (root / "magic.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},
-        "outputs": [], "source": s} for i, s in enumerate(cells)], "metadata": {"kernelspec": {"display_name": "Python 3",
-        "language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}))
-    news = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {**os.environ, "DSPYOPT_RUNS": str(tmp_path / "runs"), "DSPY_CACHEDIR": str(tmp_path / "dspy_cache"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]), "PYTHONUNBUFFERED": "1"}
-    env.pop("DSPYOPT_NO_PROGRESS", None)
+    write_notebook(root / "magic.ipynb", ["import sys; sys.path.insert(0, %r)\n%%load_ext dspyopt_nb.notebook.magics" % str(HERE),
+        f"%dspyopt run sst2 --lm {SLOW} --optimizer bootstrap --n-train 20 --n-val 10 --n-test 20 --seed 7 --no-tracking"])
+    env = {"DSPYOPT_RUNS": str(tmp_path / "runs"), "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
     if not installed_here():  # another checkout's venv: use this checkout's build and enable its server extension
         data = tmp_path / "jupyter-data" / "labextensions"; data.mkdir(parents=True)
         (data / "dspyopt").symlink_to(BUILT.resolve())
         env["JUPYTER_PATH"] = str(tmp_path / "jupyter-data")
         cfg = tmp_path / "jupyter-config"; cfg.mkdir(exist_ok=True)
         (cfg / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {"dspyopt_nb.notebook.server": True}}}))
-    port = _free_port()
-    log = open(tmp_path / "lab.log", "w")
-    p = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
-                          "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
-                          "--LabApp.expose_app_in_browser=True"]  # XSRF checked: the panel sends its token as JupyterLab does
-                         + (["--allow-root"] if os.geteuid() == 0 else []),
-                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if p.poll() is not None: pytest.fail("jupyter lab exited:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-        try:
-            if urllib.request.urlopen(url + "/dspyopt/api/settings", timeout=2).status == 200: break
-        except Exception: time.sleep(0.5)
-    else:
-        os.killpg(p.pid, signal.SIGKILL); pytest.fail("jupyter lab (with the dspyopt server extension) did not answer in 90 s:\n"
-                                                    + (tmp_path / "lab.log").read_text()[-3000:])
-    yield url
-    os.killpg(p.pid, signal.SIGTERM)
-    try: p.wait(20)
-    except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait(10)
-    log.close()
+    # XSRF checked: the panel sends its token as JupyterLab does; ready once the dspyopt server extension answers
+    with jupyter_lab(tmp_path, root, env=env, ready="/dspyopt/api/settings") as url: yield url
 
 
 def _wait(cond, timeout, what, page, poll=0.1):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dspy
 import pytest
+from conftest import free_port
 
 from dspyopt_nb.data import load_task
 from dspyopt_nb.engines.scripted import scripted_lm, toy_sentiment
@@ -311,13 +312,9 @@ def test_cli_actions_are_authorized_and_audited(tmp_path):
 
 # -- MLflow with its basic-auth app -------------------------------------------------------------------------------
 
-def _free_port():
-    import socket
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
 @pytest.mark.slow
 def test_mlflow_basic_auth_server(tmp_path, monkeypatch):
-    port = _free_port(); url = f"http://127.0.0.1:{port}"
+    port = free_port(); url = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")   # a refusal is an answer, not a reason to retry with backoff
     (tmp_path / "auth.ini").write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path}/auth.db\n"
                                        "admin_username = admin\nadmin_password = s3cret-Admin-pw\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
