@@ -16,7 +16,7 @@ metric call of the run counted, the baseline's included), for GEPA at the discov
 of its rollouts plus its seed's evaluation), for MIPROv2 at a full evaluation (the examples of every evaluation it
 reported so far: its demo bootstrapping, the same for both, is left out).
 
-The scripted models: for the GA the GA lesson's (tests/test_ga.py uses it too): it answers "negative" on a few
+The scripted models: for the GA the GA lesson's (`engines.scripted.search_sentiment`): it answers "negative" on a few
 negative words when its instruction mentions negative words, on a few others when it sees 2+ demos, both together
 best; as the proposer it answers one of four instructions (a hash of the prompt picks it). GEPA and MIPROv2 search
 instructions on minibatches, where those few words rarely show a difference; their model reads every negative word
@@ -24,38 +24,21 @@ when its instruction mentions negative words and only two of them otherwise (dem
 reflection LM it answers in the JSON GEPA's proposer asks for. The LM calls saved by not proposing instructions
 again are counted too (lm_calls), though the comparison is on metric calls.
 """
-import argparse, hashlib, json, statistics, sys, tempfile
+import argparse, json, statistics, sys, tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
-
-NEG_A, NEG_B = ("bad", "dull", "worst", "boring", "mess"), ("n't", "fails", "unfunny", "lack", "tired", "flat", "no ", "never")
-PROPOSALS = ["Decide whether the review is positive or negative.", "Answer negative when the review has negative words such as dull or bad.",
-             "Read the review carefully and give its sentiment.", "Say positive unless the review uses negative words."]
-
-
-def ga_model(prompt: str) -> str:
-    "The GA lesson's scripted model (tests/test_ga.py uses it too)."
-    query = prompt.rsplit("\n\n", 1)[-1]
-    if query.endswith("Sentiment:"):
-        header = prompt.split("\n\n", 1)[0].lower()
-        words = (NEG_A if "negative words" in header else ()) + (NEG_B if prompt.count("Sentiment:") >= 3 else ())
-        return " negative" if any(w in query.lower() for w in words) else " positive"
-    return " " + PROPOSALS[int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(PROPOSALS)]
-
-
-def _proposal(prompt: str) -> str: return PROPOSALS[int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(PROPOSALS)]
-
+from dspyopt_nb.engines.scripted import SEARCH_NEGATIVES, search_proposal, search_sentiment  # noqa: E402
 
 def instruction_model(prompt: str) -> str:
     "GEPA's and MIPROv2's scripted model: the instruction decides how many negative words it reads; demos do not matter."
     query = prompt.rsplit("\n\n", 1)[-1]
     if query.endswith("Sentiment:"):
-        words = NEG_A + NEG_B if "negative words" in prompt.split("\n\n", 1)[0].lower() else NEG_A[:2]
+        words = SEARCH_NEGATIVES[0] + SEARCH_NEGATIVES[1] if "negative words" in prompt.split("\n\n", 1)[0].lower() else SEARCH_NEGATIVES[0][:2]
         return " negative" if any(w in query.lower() for w in words) else " positive"
-    if "new_instruction" in prompt: return json.dumps({"new_instruction": _proposal(prompt)})   # GEPA's proposer (JSON)
-    return " " + _proposal(prompt)
+    if "new_instruction" in prompt: return json.dumps({"new_instruction": search_proposal(prompt)})   # GEPA's proposer (JSON)
+    return " " + search_proposal(prompt)
 
 
 def _best_so_far(points) -> list[tuple[int, float]]:
@@ -98,7 +81,7 @@ def compare(a, optimizer: str) -> dict:
     from dspyopt_nb.engines.scripted import scripted_lm
     from dspyopt_nb.optimize import optimize
     task, root = load_task("sst2"), Path(tempfile.mkdtemp(prefix=f"warm-start-{optimizer}-"))
-    model = scripted_lm(ga_model if optimizer == "ga" else instruction_model) if a.lm == "scripted" else make_lm(a.lm)
+    model = scripted_lm(search_sentiment if optimizer == "ga" else instruction_model) if a.lm == "scripted" else make_lm(a.lm)
 
     def run(name, sp, seed, **kw):
         return optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer=optimizer, preset=a.preset,
@@ -147,7 +130,7 @@ def main():
                     f"cold {r['summary']['median_calls_cold']} vs warm {r['summary']['median_calls_warm']} (program alone "
                     f"{r['summary']['median_calls_program_only']}), median ratio warm/cold {r['summary']['median_ratio_warm_over_cold']}"
                     for o, r in results.items()))
-    write_result("warm_start", dict(lm=a.lm if a.lm != "scripted" else "scripted: ga_model for the GA, instruction_model for GEPA and MIPROv2",
+    write_result("warm_start", dict(lm=a.lm if a.lm != "scripted" else "scripted: search_sentiment for the GA, instruction_model for GEPA and MIPROv2",
                                     preset=a.preset, n_train=a.n_train, n_val=a.n_val, optimizers=results))
 
 

@@ -14,7 +14,7 @@ from dspyopt_nb.optimizers.ga.optimizer import GA_PRESETS, GenerationFinished, G
 from dspyopt_nb.optimizers.ga.ops import (OPERATORS, Gene, Genome, OperatorContext, Proposer, crowded_tournament, demo_add, demo_drop,
                                demo_swap, diversity, feedback_rewrite, llm_instruction_crossover, nsga2_select, pareto_ranks,
                                prefix_mutation, register_operator, roulette, shared_fitness, tournament, uniform_demo_crossover)
-from dspyopt_nb.engines.scripted import ScriptedEngine, scripted_lm
+from dspyopt_nb.engines.scripted import SEARCH_PROPOSALS, ScriptedEngine, scripted_lm, search_sentiment
 from dspyopt_nb.optimize import optimize
 from dspyopt_nb.optimizers.protocol import get_optimizer
 from dspyopt_nb.run.errors import OptimizeError
@@ -25,22 +25,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::dspyopt_nb.stats.UnderpoweredWa
 
 TASK = load_task("sst2")
 SP = TASK.splits(n_train=30, n_val=20, n_test=40, seed=0)
-NEG_A, NEG_B = ("bad", "dull", "worst", "boring", "mess"), ("n't", "fails", "unfunny", "lack", "tired", "flat", "no ", "never")
-PROPOSALS = ["Decide whether the review is positive or negative.", "Answer negative when the review has negative words such as dull or bad.",
-             "Read the review carefully and give its sentiment.", "Say positive unless the review uses negative words."]
-
-
 def ga_model(prompt: str) -> str:
-    "Classifier: better with an instruction naming 'negative words', better with 2+ demos, best with both. Proposer: 4 answers."
+    "The GA lesson's model (`search_sentiment`); with GA_CALL_LOG set, each prompt's hash is logged (a subprocess test counts calls)."
     log = os.environ.get("GA_CALL_LOG")
     if log:
         with open(log, "a") as f: f.write(hashlib.sha256(prompt.encode()).hexdigest()[:16] + "\n")
-    query = prompt.rsplit("\n\n", 1)[-1]
-    if query.endswith("Sentiment:"):
-        header = prompt.split("\n\n", 1)[0].lower()
-        words = (NEG_A if "negative words" in header else ()) + (NEG_B if prompt.count("Sentiment:") >= 3 else ())
-        return " negative" if any(w in query.lower() for w in words) else " positive"
-    return " " + PROPOSALS[int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(PROPOSALS)]
+    return search_sentiment(prompt)
 
 
 def _ga(tmp_path, name="run", lm=None, **kw):
@@ -190,7 +180,7 @@ def test_minibatch_scores_are_cached(tmp_path, tmp_cache):
 
 
 def test_patience_stops_a_stalled_run(tmp_path, tmp_cache):
-    flat = lambda p: " positive" if p.rsplit("\n\n", 1)[-1].endswith("Sentiment:") else " " + PROPOSALS[len(p) % 4]
+    flat = lambda p: " positive" if p.rsplit("\n\n", 1)[-1].endswith("Sentiment:") else " " + SEARCH_PROPOSALS[len(p) % 4]
     _ga(tmp_path, lm=scripted_lm(flat), patience=2, generations=20)
     gens = _generations(tmp_path / "run")
     assert gens[-1].stop_reason == "patience" and gens[-1].generation == 2

@@ -90,11 +90,11 @@ def test_gate_never_passes_a_candidate_that_does_not_prove_itself():
 # ---------------------------------------------------------------- warm start (scripted LM)
 
 def test_warm_start_resumes_the_ga_population_and_needs_fewer_calls(tmp_cache, tmp_path):
-    from tests.test_ga import ga_model
+    from dspyopt_nb.engines.scripted import search_sentiment
     from dspyopt_nb.engines.scripted import scripted_lm
     from dspyopt_nb.optimize import optimize
     from benchmarks.warm_start import calls_to_reach, trajectory
-    task, model = load_task("sst2"), scripted_lm(ga_model)
+    task, model = load_task("sst2"), scripted_lm(search_sentiment)
     run = lambda name, sp, **kw: optimize(task.program(), sp.train, task.metric, valset=sp.val, testset=sp.test, optimizer="ga",
                                           preset="light", seed=1, lm=model, run_dir=str(tmp_path / name), tracking=False,
                                           progress=False, **kw)

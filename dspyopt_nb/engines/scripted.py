@@ -12,7 +12,8 @@ from dspy.lm15 import response_to_events
 from .base import Deadline, model_identity, request_text, text_response
 
 # %% auto #0
-__all__ = ['NEGATIVE_WORDS', 'ScriptedEngine', 'scripted_lm', 'toy_sentiment', 'toy_lm']
+__all__ = ['NEGATIVE_WORDS', 'SEARCH_NEGATIVES', 'SEARCH_PROPOSALS', 'ScriptedEngine', 'scripted_lm', 'toy_sentiment', 'toy_lm',
+           'search_proposal', 'search_sentiment']
 
 # %% ../../nbs/00_engines/03_scripted.ipynb #7c1ee4d1
 def _code_bytes(code) -> bytes:
@@ -69,3 +70,23 @@ def toy_sentiment(prompt: str) -> str:
 def toy_lm(**kw):
     "`toy_sentiment` as a `dspy.LM`."
     return scripted_lm(toy_sentiment, "toy_sentiment", **kw)
+
+# negative words the search model finds when an instruction names them, and those it finds with 2+ demos
+SEARCH_NEGATIVES = (("bad", "dull", "worst", "boring", "mess"), ("n't", "fails", "unfunny", "lack", "tired", "flat", "no ", "never"))
+SEARCH_PROPOSALS = ("Decide whether the review is positive or negative.", "Answer negative when the review has negative words such as dull or bad.",
+                    "Read the review carefully and give its sentiment.", "Say positive unless the review uses negative words.")
+
+def search_proposal(prompt: str) -> str:
+    "One of `SEARCH_PROPOSALS`, picked by a hash of the prompt: a proposer that always answers, deterministically."
+    return SEARCH_PROPOSALS[int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(SEARCH_PROPOSALS)]
+
+def search_sentiment(prompt: str) -> str:
+    """A toy model with something for an optimizer to find. As an SST-2 classifier it answers "positive" unless its
+    prompt helps: an instruction naming *negative words* makes it look for some, 2+ demos for others, both work best.
+    As a proposer it answers one of four instructions (`search_proposal`)."""
+    query = prompt.rsplit("\n\n", 1)[-1]
+    if query.endswith("Sentiment:"):
+        header = prompt.split("\n\n", 1)[0].lower()
+        words = (SEARCH_NEGATIVES[0] if "negative words" in header else ()) + (SEARCH_NEGATIVES[1] if prompt.count("Sentiment:") >= 3 else ())
+        return " negative" if any(w in query.lower() for w in words) else " positive"
+    return " " + search_proposal(prompt)
