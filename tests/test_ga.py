@@ -25,6 +25,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::dspyopt_nb.stats.UnderpoweredWa
 
 TASK = load_task("sst2")
 SP = TASK.splits(n_train=30, n_val=20, n_test=40, seed=0)
+
+
 def ga_model(prompt: str) -> str:
     "The GA lesson's model (`search_sentiment`); with GA_CALL_LOG set, each prompt's hash is logged (a subprocess test counts calls)."
     log = os.environ.get("GA_CALL_LOG")

@@ -43,7 +43,7 @@ class Recorder:
 
     def candidates(self) -> list:
         "The candidates recorded so far (`Candidate`: id, score, n, full, instructions per predictor...), in order."
-        with self._run._lock: return list(self._run.candidates)
+        return list(self._run.candidates)   # a copy: the run appends to its own list
 
     @property
     def caps(self) -> dict:

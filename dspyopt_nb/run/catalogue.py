@@ -115,7 +115,7 @@ def claim(run_dir, run_id: str):
             if time.monotonic() < deadline: time.sleep(0.01); continue
             f.seek(0); holder = f.read().strip() or "another process"; f.close()
             raise RunBusy(f"run {run_id} is executing already ({holder}). Fix: wait for it to finish, or stop it; "
-                                "a run never executes twice at once.") from None
+                          "a run never executes twice at once.") from None
     f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}"); f.flush()
     try: yield run_dir
     finally:
