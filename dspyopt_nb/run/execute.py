@@ -91,8 +91,9 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
     done = run_dir / RESULT
     if cfg.resume and done.exists():
         prev = read_result(run_dir)  # its signature checked: a changed result is refused, not returned
-        if prev.status == "finished" and prev.run_id == plan.run_id:
-            note = f"already finished in {run_dir}; result loaded, no LM calls (resume=False runs it again)"
+        if (prev.status == "finished" or prev.stop_reason == "budget") and prev.run_id == plan.run_id:
+            note = (f"already {'finished' if prev.status == 'finished' else 'ran to its cap'} in {run_dir}; result loaded, "
+                    "no LM calls (resume=False runs it again)")
             for cb in callbacks:  # a dashboard following this call learns how it ended
                 cb(RunFinished(run_id=prev.run_id, status=prev.status, baseline=prev.baseline, optimized=prev.optimized,
                                p_value=(prev.comparison or {}).get("p_value"), message=note))
@@ -109,7 +110,7 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
                                estimate=plan.estimate.to_dict()))
         notices = [stream.emit(Notice(code="plan", message=n)) for n in plan.notices]
         metric = MetricWrapper(plan.metric, state)
-        status, message, best, program = "finished", "", plan.program, plan.program
+        status, message, best, program, stop_reason = "finished", "", plan.program, plan.program, None
         try:
             record_evaluations()
             with quiet_dspy(), sigterm_stops(state), warnings.catch_warnings(), \
@@ -130,7 +131,7 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
                 except (StopRun, KeyboardInterrupt) as stop_:  # Ctrl-C / the notebook's interrupt is a stop request too
                     stop_ = stop_ if isinstance(stop_, StopRun) else StopRun("stopped", "interrupted")
                     status = "failed" if stop_.reason == "errors" else "stopped"
-                    message, best = stop_.message, _best_so_far(program, state)
+                    message, best, stop_reason = stop_.message, _best_so_far(program, state), stop_.reason
                 state.phase = "test"
                 stream.emit(EvalProgress(phase="held-out test", done=0, total=2 * len(plan.test)))
                 base_scores = evaluate_scores(program, plan.test, metric, num_threads=plan.num_threads)
@@ -154,7 +155,7 @@ def execute(plan: RunPlan, *, callbacks=(), progress: bool | None = None, stop: 
             candidates=list(state.candidates), selected=state.candidate_id(best_state, len(plan.val)), trials=[e.to_dict() for e in stream.of("trial_finished")], usage=state.usage(),
             errors=list(state.errors), parse_failures=state.parse_failures, notices=[n.message for n in notices],
             log_summary=dict(state.logs), data=plan.data, config=cfg.model_dump(mode="json"), estimate=plan.estimate.to_dict(),
-            run_dir=str(run_dir), message=message)
+            run_dir=str(run_dir), message=message, stop_reason=stop_reason)
         if tracker: result = tracker.finish(result)
         record_result(run_dir, result, best)  # result.json, program.json (JSON state), signed
         if state.lm_calls:  # seconds per call: the engine's own timing, else the run's wall time at the concurrency it had

@@ -42,6 +42,7 @@ class OptimizationResult:
     mlflow_run_id: str | None = None
     model_version: str | None = None
     message: str = ""
+    stop_reason: str | None = None                      # why a stopped run ended: "budget" (a cap), "stopped" (asked), "errors"
 
     @property
     def budget(self) -> str: return self.preset  # the preset's old name
