@@ -12,7 +12,7 @@ from ..run.errors import StopRun
 
 # %% auto #0
 __all__ = ['NONE', 'WARM_FILES', 'MIPRO_PRESETS', 'MIPRO', 'GEPA_PRESETS', 'GEPA', 'BOOTSTRAP_PRESETS', 'BOOTSTRAP',
-           'SIMBA_PRESETS', 'SIMBA', 'instructions_of', 'save_search_state', 'keeps_search_on_stop', 'warm_candidates']
+           'SIMBA_PRESETS', 'SIMBA', 'save_search_state', 'keeps_search_on_stop', 'warm_candidates']
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #cd647403
 def _none(ctx: OptimizerContext):
@@ -23,10 +23,6 @@ NONE = FunctionOptimizer("none", _none, {"light": {}, "medium": {}, "heavy": {}}
 
 # %% ../../nbs/20_optimizers/01_builtin.ipynb #d87ed7da
 WARM_FILES = {"mipro": "mipro_instructions.json", "gepa": "gepa_front.json"}
-
-def instructions_of(program) -> dict[str, str]:
-    "Each predictor's instruction, by the predictor's name."
-    return {name: p.signature.instructions for name, p in program.named_predictors()}
 
 def save_search_state(run_dir, optimizer: str, candidates: list[dict], **extra):
     "Keep a search's instruction candidates (`[{instructions: {predictor: text}, score}]`, best first, distinct) for a later warm start."
@@ -68,6 +64,7 @@ def _mipro_estimate(k, n_train, n_val):
 def _mipro(ctx: OptimizerContext):
     "DSPy's MIPROv2: bootstrapped demo sets and grounded instruction proposals, searched with Optuna (TPE)."
     import dspy
+    from dspyopt_nb.run.recorder import describe   # here, not at import: the CLI lists runs without importing DSPy
     k = dict(ctx.knobs)
     prior = warm_candidates(ctx, "mipro")
     cls = _warm_mipro(prior) if prior else dspy.MIPROv2
@@ -80,8 +77,8 @@ def _mipro(ctx: OptimizerContext):
         best = tp.compile(ctx.program, trainset=ctx.trainset, valset=ctx.valset, num_trials=k.pop("num_trials"),
                           minibatch=len(ctx.valset) > mb, minibatch_size=mb, **k)
     scored = [*getattr(best, "candidate_programs", []), *getattr(best, "mb_candidate_programs", [])]   # full evaluations first, each best first
-    save_search_state(ctx.run_dir, "mipro", [dict(instructions=instructions_of(c["program"]), score=float(c["score"]), full=bool(c["full_eval"]))
-                                             for c in scored] or [dict(instructions=instructions_of(best), score=None, full=False)])
+    save_search_state(ctx.run_dir, "mipro", [dict(instructions=describe(c["program"])["instructions"], score=float(c["score"]), full=bool(c["full_eval"]))
+                                             for c in scored] or [dict(instructions=describe(best)["instructions"], score=None, full=False)])
     return best
 
 def _warm_mipro(prior: list[dict]):
@@ -113,6 +110,7 @@ GEPA_PRESETS = {"light": dict(max_metric_calls=300), "medium": dict(max_metric_c
 def _gepa(ctx: OptimizerContext):
     "GEPA: reflective instruction evolution with a Pareto frontier, driven by textual feedback from the metric."
     import dspy
+    from dspyopt_nb.run.recorder import describe
     k = dict(ctx.knobs)
     calls = k.pop("max_metric_calls")
     left = ctx.recorder.metric_calls_left() if ctx.recorder else None
@@ -131,7 +129,7 @@ def _gepa(ctx: OptimizerContext):
             ctx.recorder.report_candidate(cand, len(ctx.valset), float(score), parent=parent)
     if dr is not None:
         front = sorted({i for ids in dr.per_val_instance_best_candidates.values() for i in ids}, key=lambda i: -dr.val_aggregate_scores[i])
-        save_search_state(ctx.run_dir, "gepa", [dict(instructions=instructions_of(dr.candidates[i]), score=float(dr.val_aggregate_scores[i])) for i in front],
+        save_search_state(ctx.run_dir, "gepa", [dict(instructions=describe(dr.candidates[i])["instructions"], score=float(dr.val_aggregate_scores[i])) for i in front],
                           discovered=[[int(c), float(s)] for c, s in zip(dr.discovery_eval_counts, dr.val_aggregate_scores)])
     return best
 
